@@ -1,0 +1,54 @@
+"""ComplEx with reciprocal relations and N3 regularisation, trained 1-vs-all (Lacroix et al., 2018).
+
+An embedding of rank k is stored as ``[real | imaginary]`` (2k floats). The score of (h, r, t) is
+``Re(<e_h, w_r, conj(e_t)>)``; for a query (h, r, ?) the complex product ``e_h * w_r`` is formed once, so the
+scores of all candidate tails are a single matrix product with the entity table.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class ComplEx(nn.Module):
+    """ComplEx scoring tails for queries (h, r) over ``num_relations`` query relations (originals + reciprocals).
+
+    :param num_entities: number of entities E.
+    :param num_relations: number of query relations (``2 R`` with reciprocals).
+    :param rank: complex rank k; each embedding holds 2k floats.
+    :param init_scale: embeddings start as ``init_scale * N(0, 1)``, small as in kbc.
+    """
+
+    def __init__(self, num_entities: int, num_relations: int, rank: int, init_scale: float = 1e-3) -> None:
+        super().__init__()
+        self.rank = rank
+        self.entity = nn.Embedding(num_entities, 2 * rank)
+        self.relation = nn.Embedding(num_relations, 2 * rank)
+        with torch.no_grad():
+            self.entity.weight.normal_().mul_(init_scale)
+            self.relation.weight.normal_().mul_(init_scale)
+
+    def query(self, heads: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
+        """The complex product ``e_h * w_r`` as [B, 2k], so that ``query @ entity.T`` scores every tail."""
+        head_re, head_im = self.entity(heads).chunk(2, dim=-1)
+        rel_re, rel_im = self.relation(relations).chunk(2, dim=-1)
+        return torch.cat([head_re * rel_re - head_im * rel_im, head_re * rel_im + head_im * rel_re], dim=-1)
+
+    def forward(self, queries: torch.Tensor) -> torch.Tensor:
+        """Scores [B, E] of every entity as the tail of each query row (h, r, ...)."""
+        return self.query(queries[:, 0], queries[:, 1]) @ self.entity.weight.t()
+
+    def n3(self, queries: torch.Tensor) -> torch.Tensor:
+        """N3 regulariser of the embeddings a batch touches: mean over the batch of ``sum |z|^3`` of the head,
+        relation and tail moduli (the weighted nuclear 3-norm of Lacroix et al.)."""
+        total = queries.new_zeros((), dtype=self.entity.weight.dtype)
+        for table, column in ((self.entity, 0), (self.relation, 1), (self.entity, 2)):
+            real, imaginary = table(queries[:, column]).chunk(2, dim=-1)
+            total = total + torch.sqrt(real**2 + imaginary**2).pow(3).sum()
+        return total / len(queries)
+
+    def loss(self, queries: torch.Tensor, n3_weight: float) -> torch.Tensor:
+        """1-vs-all cross-entropy of the true tails plus ``n3_weight`` times N3."""
+        return F.cross_entropy(self(queries), queries[:, 2]) + n3_weight * self.n3(queries)
