@@ -1,0 +1,45 @@
+"""The ``dsom`` command, run in-process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agents.cli import main
+
+
+def test_data_info_prints_the_mkgw_counts(data_dir, capsys):
+    assert main(["data", "info", "MKG-W", "--data-dir", str(data_dir)]) == 0
+    out = capsys.readouterr().out.split()
+    assert out == ["entities", "15000", "relations", "169", "train", "34196", "valid", "4276", "test", "4274"]
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DSOM_DATA_DIR", raising=False)
+    assert main(["data", "info", "MKG-W", "--data-dir", str(tmp_path)]) == 2
+    assert "dataset MKG-W not found" in capsys.readouterr().err
+
+
+def test_unknown_dataset_lists_choices(capsys):
+    with pytest.raises(SystemExit):
+        main(["data", "info", "FB15K"])
+    assert "invalid choice: 'FB15K'" in capsys.readouterr().err
+
+
+def test_student_train_writes_config_and_metrics(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    arguments = ["student", "train", "--dataset", "synthetic", "--rank", "8", "--max-epochs", "2", "--seed", "3",
+                 "--run-dir", str(run_dir), "--no-progress"]
+    assert main(arguments) == 0
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["config"]["rank"] == 8 and results["config"]["seed"] == 3
+    assert set(results["test"]) == {"mrr", "hits@1", "hits@3", "hits@10"}
+    assert results["epochs_run"] == 2 and (run_dir / "checkpoints" / "best.pt").is_file()
+    assert "test" in capsys.readouterr().out
+
+
+def test_cuda_request_without_cuda_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert main(["student", "train", "--dataset", "synthetic", "--device", "cuda", "--run-dir", str(tmp_path)]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
