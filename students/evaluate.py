@@ -19,6 +19,7 @@ import torch
 from dsom_env.data import KGDataset
 
 HITS_AT = (1, 3, 10)
+MAX_SCORES = 2**23  # score entries held at once: 32 MiB of float32, fast on small CPU caches
 
 
 def realistic_ranks(
@@ -58,7 +59,7 @@ def rank_queries(
     score: Callable[[torch.Tensor], torch.Tensor],
     dataset: KGDataset,
     queries: torch.Tensor,
-    max_scores: int = 2**24,
+    max_scores: int = MAX_SCORES,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """Filtered realistic ranks [Q] of the tails of ``queries`` (h, r, t) over train + valid + test.
@@ -81,7 +82,7 @@ def evaluate(
     score: Callable[[torch.Tensor], torch.Tensor],
     dataset: KGDataset,
     split: str,
-    max_scores: int = 2**24,
+    max_scores: int = MAX_SCORES,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """Filtered MRR and Hits@1/3/10 (percent) on ``split``, over tail and reciprocal head queries."""
