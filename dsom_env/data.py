@@ -128,6 +128,13 @@ class KGDataset:
             self._neighbour_index = CSRIndex.from_pairs(torch.cat([heads, tails]), torch.cat([tails, heads]))
         return self._neighbour_index
 
+    def neighbour_mask(self, heads: torch.Tensor) -> torch.Tensor:
+        """[B, E] bool: entity j is adjacent to ``heads[b]`` in the training graph (the set N of distillation)."""
+        rows, neighbours = self.neighbour_index.to(heads.device).gather(heads)
+        mask = torch.zeros(len(heads), self.num_entities, dtype=torch.bool, device=heads.device)
+        mask[rows, neighbours] = True
+        return mask
+
     def query_keys(self, queries: torch.Tensor) -> torch.Tensor:
         """The filter-index key of each query row (h, r, ...)."""
         return queries[:, 0] * self.num_query_relations + queries[:, 1]

@@ -61,6 +61,15 @@ def test_neighbour_index_matches_the_training_graph(synthetic):
     assert got == expected
 
 
+def test_neighbour_mask_of_a_batch_of_heads(synthetic):
+    heads = torch.tensor([5, 0, 5, 17])
+    mask = synthetic.neighbour_mask(heads)
+    for row, head in enumerate(heads.tolist()):
+        adjacent = {t for h, _, t in synthetic.train.tolist() if h == head}
+        adjacent |= {h for h, _, t in synthetic.train.tolist() if t == head}
+        assert set(mask[row].nonzero().squeeze(1).tolist()) == adjacent
+
+
 def test_synthetic_graph_is_seeded_and_split_without_overlap():
     first, second, other = synthetic_dataset(seed=5), synthetic_dataset(seed=5), synthetic_dataset(seed=6)
     assert torch.equal(first.train, second.train) and not torch.equal(first.train, other.train)
