@@ -23,6 +23,7 @@ from students.complex import ComplEx
 from students.evaluate import evaluate
 
 OPTIMIZERS = {"adagrad": torch.optim.Adagrad, "adam": torch.optim.Adam}
+STOPPING_FIELDS = ("max_epochs", "patience")  # decide only when a run stops: a resumed run may change them
 
 
 @dataclass
@@ -172,7 +173,7 @@ class Trainer:
     def _resume(self, directory: Path) -> None:
         checkpoint = torch.load(directory / "last.pt", map_location=self.device, weights_only=True)
         saved, current = checkpoint["config"], asdict(self.config)
-        changed = sorted(k for k in current if saved.get(k) != current[k] and k != "max_epochs")
+        changed = sorted(k for k in current if saved.get(k) != current[k] and k not in STOPPING_FIELDS)
         if changed:
             raise ValueError(
                 f"{directory / 'last.pt'} was written with another configuration ({', '.join(changed)} differ); "

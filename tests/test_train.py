@@ -44,6 +44,8 @@ def test_resume_refuses_another_configuration(synthetic, tmp_path):
     changed = TrainConfig(**{**SMALL, "max_epochs": 1, "rank": 8})
     with pytest.raises(ValueError, match=r"last.pt was written with another configuration \(rank differ"):
         Trainer(build_student(synthetic, changed), synthetic, changed, tmp_path, progress=False)
+    longer = TrainConfig(**{**SMALL, "max_epochs": 3, "patience": 9})  # stopping rules may change on resume
+    assert Trainer(build_student(synthetic, longer), synthetic, longer, tmp_path, progress=False).state.epoch == 1
 
 
 def test_early_stopping_keeps_the_best_valid_weights(synthetic):
