@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from dsom_env.cache import atomic_write_text
 from dsom_env.data import DATASETS, DatasetError, KGDataset, load_dataset, synthetic_dataset
 from students.evaluate import HITS_AT, evaluate
 from students.train import TrainConfig, train_student
@@ -117,8 +118,7 @@ def _student_train(args: argparse.Namespace) -> int:
         "wall_seconds_this_session": time.perf_counter() - started,
         "history": state.history,
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_text(json.dumps(results, indent=2) + "\n", run_dir / "results.json")
     print(_metrics_table({"valid": valid, "test": test}))
     print(f"best epoch {state.best_epoch} of {state.epoch}; results in {run_dir / 'results.json'}")
     return 0

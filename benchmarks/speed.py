@@ -17,11 +17,11 @@ import json
 import platform
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch.nn import functional as F
 
+from dsom_env.cache import atomic_write_text
 from dsom_env.data import KGDataset, load_dataset
 from students.evaluate import MAX_SCORES, rank_queries
 from students.train import TrainConfig, Trainer, build_student
@@ -109,8 +109,7 @@ def main() -> None:
         "evaluation": evaluation,
         "training": training,
     }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(json.dumps(report, indent=2) + "\n", args.output)
 
 
 if __name__ == "__main__":

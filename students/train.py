@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from dsom_env.cache import atomic_save
 from dsom_env.data import KGDataset
 from students.complex import ComplEx
 from students.evaluate import evaluate
@@ -186,14 +187,6 @@ class Trainer:
         best = directory / "best.pt"
         if best.is_file():
             self.best_weights = torch.load(best, map_location=self.device, weights_only=True)["model"]
-
-
-def atomic_save(payload: object, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename, so no reader sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
 
 
 def _describe(record: dict[str, float]) -> str:
