@@ -8,6 +8,7 @@ tensors, so that a batch of queries gathers them without a Python loop.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import warnings
@@ -72,6 +73,7 @@ class KGDataset:
     :param train, valid, test: LongTensor [N, 3] of (head, relation, tail).
     :param entity_names, relation_names: readable names in id order.
     :param entity_descriptions: one text per entity where the data has them (FB15K-237, WN18), else None.
+    :param planted: for synthetic graphs, the hidden structure (``clusters`` [V, E], ``relation_view`` [R]).
     """
 
     name: str
@@ -83,6 +85,7 @@ class KGDataset:
     entity_names: list[str]
     relation_names: list[str]
     entity_descriptions: list[str] | None = None
+    planted: dict[str, torch.Tensor] | None = None
     _filter_index: CSRIndex | None = field(default=None, repr=False)
     _neighbour_index: CSRIndex | None = field(default=None, repr=False)
 
@@ -138,6 +141,13 @@ class KGDataset:
     def query_keys(self, queries: torch.Tensor) -> torch.Tensor:
         """The filter-index key of each query row (h, r, ...)."""
         return queries[:, 0] * self.num_query_relations + queries[:, 1]
+
+    def fingerprint(self) -> str:
+        """sha256 of the name, counts and splits: caches and checkpoints built on this graph carry it."""
+        digest = hashlib.sha256(f"{self.name}:{self.num_entities}:{self.num_relations}".encode())
+        for split in SPLITS:
+            digest.update(self.split(split).numpy().tobytes())
+        return digest.hexdigest()
 
     def summary(self) -> dict[str, int]:
         return {
@@ -385,25 +395,33 @@ def synthetic_dataset(
     num_relations: int = 8,
     num_triples: int = 6000,
     num_clusters: int = 50,
+    num_views: int = 1,
     seed: int = 0,
 ) -> KGDataset:
-    """A seeded synthetic KG with learnable structure: entities fall into clusters, each relation maps every
-    cluster to one target cluster, and tails are drawn from the target cluster. Splits are 80/10/10.
+    """A seeded synthetic KG with learnable structure and known modality usefulness.
 
-    The same arguments always give the same graph.
+    Each of ``num_views`` views partitions the entities into clusters independently. Relation r follows view
+    ``r % num_views``: it maps every cluster of that view to one target cluster, and tails are drawn from the target
+    cluster. A modality whose features encode view v therefore helps on the relations of view v and cannot tell the
+    candidate tails apart on the others; ``planted`` records the views so tests can check choices against the truth.
+    Splits are 80/10/10, and the same arguments always give the same graph.
     """
-    if num_triples < 10 or num_entities < num_clusters or num_clusters < 1:
-        raise ValueError("synthetic_dataset needs num_triples >= 10 and num_entities >= num_clusters >= 1")
+    if num_triples < 10 or num_entities < num_clusters or num_clusters < 1 or num_views < 1:
+        raise ValueError("synthetic_dataset needs num_triples >= 10, num_entities >= num_clusters >= 1, num_views >= 1")
     generator = torch.Generator().manual_seed(seed)
-    cluster = torch.randint(num_clusters, (num_entities,), generator=generator)
-    cluster[:num_clusters] = torch.arange(num_clusters)  # no cluster is empty
+    clusters = torch.randint(num_clusters, (num_views, num_entities), generator=generator)
+    for view in range(num_views):  # no cluster is empty
+        clusters[view, torch.randperm(num_entities, generator=generator)[:num_clusters]] = torch.arange(num_clusters)
+    relation_view = torch.arange(num_relations) % num_views
     target_cluster = torch.randint(num_clusters, (num_relations, num_clusters), generator=generator)
-    members = CSRIndex.from_pairs(cluster, torch.arange(num_entities))
+    view_offsets = (torch.arange(num_views) * num_clusters)[:, None]
+    members = CSRIndex.from_pairs((clusters + view_offsets).flatten(), torch.arange(num_entities).repeat(num_views))
 
     draws = 2 * num_triples
     heads = torch.randint(num_entities, (draws,), generator=generator)
     relations = torch.randint(num_relations, (draws,), generator=generator)
-    targets = target_cluster[relations, cluster[heads]]
+    views = relation_view[relations]
+    targets = target_cluster[relations, clusters[views, heads]] + views * num_clusters
     sizes = members.offsets[targets + 1] - members.offsets[targets]
     pick = (torch.rand(draws, generator=generator) * sizes).long()
     tails = members.values[members.offsets[targets] + pick]
@@ -420,6 +438,7 @@ def synthetic_dataset(
         train=triples[n_valid + n_test :],
         valid=triples[:n_valid],
         test=triples[n_valid : n_valid + n_test],
-        entity_names=[f"entity {i} (cluster {int(c)})" for i, c in enumerate(cluster)],
-        relation_names=[f"relation {r}" for r in range(num_relations)],
+        entity_names=[f"entity {i}" for i in range(num_entities)],
+        relation_names=[f"relation {r} (view {int(v)})" for r, v in enumerate(relation_view)],
+        planted={"clusters": clusters, "relation_view": relation_view},
     )

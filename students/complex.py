@@ -30,25 +30,32 @@ class ComplEx(nn.Module):
             self.entity.weight.normal_().mul_(init_scale)
             self.relation.weight.normal_().mul_(init_scale)
 
-    def query(self, heads: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
-        """The complex product ``e_h * w_r`` as [B, 2k], so that ``query @ entity.T`` scores every tail."""
-        head_re, head_im = self.entity(heads).chunk(2, dim=-1)
+    def entity_table(self) -> torch.Tensor:
+        """The [E, 2k] entity embeddings that queries are built from and tails are scored against."""
+        return self.entity.weight
+
+    def query(self, heads: torch.Tensor, relations: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """The complex product ``e_h * w_r`` as [B, 2k], so that ``query @ entity_table().T`` scores every tail."""
+        table = self.entity_table() if table is None else table
+        head_re, head_im = F.embedding(heads, table).chunk(2, dim=-1)
         rel_re, rel_im = self.relation(relations).chunk(2, dim=-1)
         return torch.cat([head_re * rel_re - head_im * rel_im, head_re * rel_im + head_im * rel_re], dim=-1)
 
     def forward(self, queries: torch.Tensor) -> torch.Tensor:
         """Scores [B, E] of every entity as the tail of each query row (h, r, ...)."""
-        return self.query(queries[:, 0], queries[:, 1]) @ self.entity.weight.t()
+        table = self.entity_table()
+        return self.query(queries[:, 0], queries[:, 1], table) @ table.t()
 
-    def n3(self, queries: torch.Tensor) -> torch.Tensor:
+    def n3(self, queries: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """N3 regulariser of the embeddings a batch touches: mean over the batch of ``sum |z|^3`` of the head,
         relation and tail moduli (the weighted nuclear 3-norm of Lacroix et al.)."""
-        total = queries.new_zeros((), dtype=self.entity.weight.dtype)
-        for table, column in ((self.entity, 0), (self.relation, 1), (self.entity, 2)):
-            real, imaginary = table(queries[:, column]).chunk(2, dim=-1)
-            total = total + torch.sqrt(real**2 + imaginary**2).pow(3).sum()
+        table = self.entity_table() if table is None else table
+        factors = (F.embedding(queries[:, 0], table), self.relation(queries[:, 1]), F.embedding(queries[:, 2], table))
+        total = sum(torch.sqrt(real**2 + imaginary**2).pow(3).sum() for real, imaginary in (f.chunk(2, dim=-1) for f in factors))
         return total / len(queries)
 
     def loss(self, queries: torch.Tensor, n3_weight: float) -> torch.Tensor:
         """1-vs-all cross-entropy of the true tails plus ``n3_weight`` times N3."""
-        return F.cross_entropy(self(queries), queries[:, 2]) + n3_weight * self.n3(queries)
+        table = self.entity_table()
+        scores = self.query(queries[:, 0], queries[:, 1], table) @ table.t()
+        return F.cross_entropy(scores, queries[:, 2]) + n3_weight * self.n3(queries, table)

@@ -150,3 +150,20 @@ def test_real_described_datasets_carry_descriptions(data_dir, name, counts):
     dataset = load_dataset(name, data_dir)
     assert (dataset.num_entities, dataset.num_relations, len(dataset.train)) == counts
     assert dataset.entity_descriptions is not None and sum(bool(d) for d in dataset.entity_descriptions) > 14000
+
+
+def test_fingerprint_tells_graphs_apart():
+    assert synthetic_dataset(seed=1).fingerprint() == synthetic_dataset(seed=1).fingerprint()
+    assert synthetic_dataset(seed=1).fingerprint() != synthetic_dataset(seed=2).fingerprint()
+
+
+def test_planted_views_decide_the_tail_clusters():
+    dataset = synthetic_dataset(num_views=2, seed=4)
+    clusters, relation_view = dataset.planted["clusters"], dataset.planted["relation_view"]
+    assert relation_view.tolist() == [0, 1] * 4
+    for relation in range(dataset.num_relations):
+        triples = dataset.train[dataset.train[:, 1] == relation]
+        view = clusters[relation_view[relation]]
+        # In its own view, a relation sends all heads of one cluster to a single target cluster.
+        pairs = {(int(view[h]), int(view[t])) for h, _, t in triples.tolist()}
+        assert len(pairs) == len({head for head, _ in pairs})
