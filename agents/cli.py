@@ -3,6 +3,8 @@
     dsom data info MKG-W
     dsom data download MKG-W --data-dir data/
     dsom student train --dataset MKG-W --rank 512 --max-epochs 30
+    dsom teachers train --dataset MKG-W
+    dsom student train --dataset MKG-W --distill all
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import torch
 
 from dsom_env.cache import atomic_write_text
 from dsom_env.data import DATASETS, DatasetError, KGDataset, load_dataset, synthetic_dataset
+from dsom_env.teachers import TeacherPool, select_specs, teacher_zoo, train_teachers
+from students.distill import DistillConfig, StaticDistillation
 from students.evaluate import HITS_AT, evaluate
-from students.train import TrainConfig, train_student
+from students.train import TrainConfig, Trainer, build_student
 
 SYNTHETIC = "synthetic"
 
@@ -29,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (DatasetError, ValueError) as error:
+    except (DatasetError, ValueError, FileNotFoundError, ImportError) as error:
         print(f"dsom: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -40,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsom", description="Reinforced multimodal distillation on knowledge graphs")
-    commands = parser.add_subparsers(title="commands", required=True, metavar="{data,student}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="{data,teachers,student}")
 
     data = commands.add_parser("data", help="benchmark datasets").add_subparsers(required=True, metavar="{info,download}")
     info = data.add_parser("info", help="print a dataset's counts")
@@ -52,23 +56,48 @@ def _parser() -> argparse.ArgumentParser:
     download.add_argument("--data-dir", required=True, help="folder that will hold DATASET/")
     download.set_defaults(run=_data_download)
 
+    teachers = commands.add_parser("teachers", help="the frozen teachers").add_subparsers(required=True, metavar="{train}")
+    build = teachers.add_parser("train", help="train the missing teachers of a dataset and print their metrics")
+    _add_dataset(build)
+    build.add_argument("--teachers", default=None, help="comma-separated names (default: the dataset's whole zoo)")
+    _add_runtime(build)
+    build.set_defaults(run=_teachers_train)
+
     student = commands.add_parser("student", help="the ComplEx student").add_subparsers(required=True, metavar="{train}")
-    train = student.add_parser("train", help="train and evaluate the plain ComplEx student",
+    train = student.add_parser("train", help="train and evaluate the ComplEx student, plain or distilled",
                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    train.add_argument("--dataset", default="MKG-W", choices=[*DATASETS, SYNTHETIC], metavar="DATASET",
-                       help=f"one of {', '.join([*DATASETS, SYNTHETIC])}")
-    _add_data_dir(train)
-    defaults = TrainConfig()
-    for field in fields(TrainConfig):
-        train.add_argument(f"--{field.name.replace('_', '-')}", type=type(getattr(defaults, field.name)),
-                           default=getattr(defaults, field.name))
-    train.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    _add_dataset(train)
+    _add_fields(train, TrainConfig)
+    train.add_argument("--distill", default=None,
+                       help="distil from these teachers: 'all' or comma-separated names (default: plain student)")
+    _add_fields(train, DistillConfig)
     train.add_argument("--run-dir", default=None,
-                       help="checkpoints and results.json (default: runs/student-DATASET-seedSEED); "
+                       help="checkpoints and results.json (default: runs/student-DATASET[-TEACHERS]-seedSEED); "
                             "an interrupted run in it resumes")
-    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_runtime(train)
     train.set_defaults(run=_student_train)
     return parser
+
+
+def _add_dataset(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="MKG-W", choices=[*DATASETS, SYNTHETIC], metavar="DATASET",
+                        help=f"one of {', '.join([*DATASETS, SYNTHETIC])}")
+    _add_data_dir(parser)
+
+
+def _add_fields(parser: argparse.ArgumentParser, config_type: type) -> None:
+    """One option per field of a configuration dataclass, typed and defaulted like the field."""
+    defaults = config_type()
+    for field in fields(config_type):
+        value = getattr(defaults, field.name)
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(value), default=value)
+
+
+def _add_runtime(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-dir", default=None, help="features and teachers (default: $DSOM_CACHE_DIR or "
+                                                          "~/.cache/dsom)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
@@ -76,8 +105,8 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def _dataset(name: str, data_dir: str | None) -> KGDataset:
-    """A benchmark by name, or the default synthetic KG (the same graph whatever the student's seed)."""
-    return synthetic_dataset() if name == SYNTHETIC else load_dataset(name, data_dir)
+    """A benchmark by name, or the synthetic KG with two planted views (the same graph whatever the student's seed)."""
+    return synthetic_dataset(num_views=2) if name == SYNTHETIC else load_dataset(name, data_dir)
 
 
 def _data_info(args: argparse.Namespace) -> int:
@@ -95,14 +124,33 @@ def _data_download(args: argparse.Namespace) -> int:
     return 0
 
 
-def _student_train(args: argparse.Namespace) -> int:
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {args.device}: CUDA is not available here; use --device cpu")
-    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+def _teachers_train(args: argparse.Namespace) -> int:
+    _check_device(args.device)
     dataset = _dataset(args.dataset, args.data_dir)
-    run_dir = Path(args.run_dir or f"runs/student-{args.dataset}-seed{config.seed}")
+    specs = select_specs(teacher_zoo(dataset, args.data_dir), _names(args.teachers))
+    rows = train_teachers(dataset, specs, args.data_dir, args.cache_dir, args.device, not args.no_progress)
+    print(_metrics_table({f"{row['teacher']} {split}": row[split] for row in rows for split in ("valid", "test")}))
+    return 0
+
+
+def _student_train(args: argparse.Namespace) -> int:
+    _check_device(args.device)
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    distill = DistillConfig(**{f.name: getattr(args, f.name) for f in fields(DistillConfig)})
+    dataset = _dataset(args.dataset, args.data_dir)
+    teacher_names = _names(args.distill) if args.distill != "all" else None
+    label = "" if args.distill is None else f"-{args.distill.replace(',', '+')}"
+    run_dir = Path(args.run_dir or f"runs/student-{args.dataset}{label}-seed{config.seed}")
     started = time.perf_counter()
-    model, state = train_student(dataset, config, run_dir / "checkpoints", args.device, not args.no_progress)
+    pool = None
+    if args.distill is not None:
+        pool = TeacherPool.from_cache(dataset, teacher_names, args.data_dir, args.cache_dir, args.device,
+                                      progress=not args.no_progress)
+    model = build_student(dataset, config, args.device)
+    batch_loss = None if pool is None else StaticDistillation(
+        model, pool.logits, dataset, torch.ones(len(pool), dtype=torch.bool), distill, config.n3_weight)
+    state = Trainer(model, dataset, config, run_dir / "checkpoints", batch_loss, args.device,
+                    not args.no_progress).fit()
     model.eval()
     valid = evaluate(model, dataset, "valid", device=args.device)
     test = evaluate(model, dataset, "test", device=args.device)
@@ -110,6 +158,8 @@ def _student_train(args: argparse.Namespace) -> int:
         "dataset": dataset.name,
         "model": "ComplEx",
         "config": asdict(config),
+        "teachers": None if pool is None else pool.names,
+        "distill": None if pool is None else asdict(distill),
         "device": args.device,
         "best_epoch": state.best_epoch,
         "epochs_run": state.epoch,
@@ -124,10 +174,20 @@ def _student_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_device(device: str) -> None:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available here; use --device cpu")
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [name.strip() for name in text.split(",") if name.strip()]
+
+
 def _metrics_table(rows: dict[str, dict[str, float]]) -> str:
     columns = ["mrr", *(f"hits@{k}" for k in HITS_AT)]
-    lines = [f"{'split':<6}" + "".join(f"{c.upper() if c == 'mrr' else c:>9}" for c in columns)]
-    lines += [f"{name:<6}" + "".join(f"{metrics[c]:>9.2f}" for c in columns) for name, metrics in rows.items()]
+    width = max(6, *(len(name) for name in rows))
+    lines = [f"{'':<{width}}" + "".join(f"{c.upper() if c == 'mrr' else c:>9}" for c in columns)]
+    lines += [f"{name:<{width}}" + "".join(f"{metrics[c]:>9.2f}" for c in columns) for name, metrics in rows.items()]
     return "\n".join(lines)
 
 

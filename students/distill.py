@@ -13,8 +13,14 @@ their distributions; a query that selects no teacher is not distilled.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch.nn import functional as F
+
+from dsom_env.data import KGDataset
+from students.complex import ComplEx
 
 
 def combined_teacher_log_probs(teacher_logits: torch.Tensor, selection: torch.Tensor, tau: float) -> torch.Tensor:
@@ -107,3 +113,52 @@ def _renormalised_kl(log_p: torch.Tensor, log_q: torch.Tensor, inside: torch.Ten
     counted = inside & (log_p > float("-inf"))
     log_p, log_q = log_p.masked_fill(~counted, 0.0), log_q.masked_fill(~counted, 0.0)
     return (log_p.exp() * (log_p - log_q) * counted).sum(dim=-1)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Weights of the distillation term: temperature ``tau``, neighbour ``alpha``, non-neighbour ``beta`` and the
+    weight ``gamma`` of the whole term against the hard-label cross-entropy."""
+
+    tau: float = 2.0
+    alpha: float = 1.0
+    beta: float = 1.0
+    gamma: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.tau <= 0 or min(self.alpha, self.beta, self.gamma) < 0:
+            raise ValueError("tau must be positive and alpha, beta, gamma non-negative")
+
+
+class StaticDistillation:
+    """The batch loss of a student distilled from a fixed teacher subset: mean per-query distillation loss + N3.
+
+    :param student: the ComplEx being trained.
+    :param teacher_logits: maps queries [B, 3] to frozen teachers' logits [K, B, E] (``TeacherPool.logits``).
+    :param dataset: supplies each query's neighbour set.
+    :param selection: [K] bool, the teachers every query listens to.
+    :param config: distillation weights.
+    :param n3_weight: weight of the student's N3 regulariser.
+    """
+
+    def __init__(
+        self,
+        student: ComplEx,
+        teacher_logits: Callable[[torch.Tensor], torch.Tensor],
+        dataset: KGDataset,
+        selection: torch.Tensor,
+        config: DistillConfig,
+        n3_weight: float,
+    ) -> None:
+        self.student, self.teacher_logits, self.dataset = student, teacher_logits, dataset
+        self.selection, self.config, self.n3_weight = selection, config, n3_weight
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        table = self.student.entity_table()
+        scores = self.student.query(batch[:, 0], batch[:, 1], table) @ table.t()
+        selection = self.selection.to(batch.device).expand(len(batch), -1)
+        losses = distillation_loss(
+            scores, batch[:, 2], self.teacher_logits(batch), selection, self.dataset.neighbour_mask(batch[:, 0]),
+            self.config.tau, self.config.alpha, self.config.beta, self.config.gamma,
+        )
+        return losses.mean() + self.n3_weight * self.student.n3(batch, table)

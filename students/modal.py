@@ -31,7 +31,7 @@ class ModalComplEx(ComplEx):
         if features.ndim != 2 or not torch.isfinite(features).all():
             raise ValueError(f"features must be a finite [E, d] matrix, got shape {tuple(features.shape)}")
         standardised = (features - features.mean(0)) / features.std(0).clamp(min=1e-6)
-        self.register_buffer("features", standardised.float())
+        self.register_buffer("features", standardised.float(), persistent=False)  # rebuilt from the features
         self.projection = nn.Linear(features.shape[1], 2 * rank, bias=False)
         with torch.no_grad():
             self.projection.weight.normal_().mul_(init_scale)

@@ -1,0 +1,236 @@
+"""The frozen teachers of a dataset: which exist, how they are trained and cached, and the pool serving their logits.
+
+A teacher is a ComplEx over structure (larger rank than the student) or over a modality's features (``ModalComplEx``),
+trained once with the student's trainer and cached under ``<cache_dir>/teachers/<dataset>/<name>-<key>/``, where the
+key hashes the dataset's fingerprint and the teacher's configuration: a changed graph or configuration is a new
+teacher, never a stale one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from dsom_env.cache import atomic_save, default_cache_dir
+from dsom_env.data import KGDataset, resolve_data_dir
+from dsom_env.features import FeatureError, load_published_features, planted_features, text_features
+from students.complex import ComplEx
+from students.evaluate import evaluate
+from students.modal import ModalComplEx
+from students.train import TrainConfig, Trainer
+
+PLANTED = "planted-"
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """One teacher: its name, what it sees and how it trains.
+
+    :param name: the name users select it by (``structure``, ``text``, ``text-fusion``, ...).
+    :param modality: ``None`` for structure alone; ``textual``, ``visual`` or ``planted-V`` (synthetic view V).
+    :param fuse_structure: add free entity embeddings to the modality projection.
+    :param config: training hyper-parameters.
+    """
+
+    name: str
+    modality: str | None = None
+    fuse_structure: bool = False
+    config: TrainConfig = field(default_factory=TrainConfig)
+
+
+def teacher_zoo(dataset: KGDataset, data_dir: str | os.PathLike | None = None) -> list[TeacherSpec]:
+    """The teachers that can exist for ``dataset``.
+
+    Synthetic graphs: a structural teacher and one teacher per planted view. Benchmarks: a structural ComplEx of
+    twice the student's rank, a text teacher and a structure + text fusion teacher; a visual and a visual fusion
+    teacher when the published visual features are in ``<data_dir>/<dataset>/embeddings/``.
+    """
+    if dataset.planted is not None:
+        small = TrainConfig(rank=32, batch_size=256, max_epochs=40, eval_every=5, patience=2, n3_weight=0.01)
+        views = len(dataset.planted["clusters"])
+        return [TeacherSpec("structure", config=small)] + [
+            TeacherSpec(f"{PLANTED}{view}", f"{PLANTED}{view}", config=small) for view in range(views)
+        ]
+    student = TrainConfig()
+    structure = TrainConfig(**{**asdict(student), "rank": 2 * student.rank})
+    specs = [
+        TeacherSpec("structure", config=structure),
+        TeacherSpec("text", "textual", config=student),
+        TeacherSpec("text-fusion", "textual", fuse_structure=True, config=student),
+    ]
+    if data_dir is not None or os.environ.get("DSOM_DATA_DIR"):
+        root = resolve_data_dir(data_dir, dataset.name)
+        if load_published_features(dataset, "visual", root) is not None:
+            specs += [
+                TeacherSpec("visual", "visual", config=student),
+                TeacherSpec("visual-fusion", "visual", fuse_structure=True, config=student),
+            ]
+    return specs
+
+
+def select_specs(specs: list[TeacherSpec], names: list[str] | None) -> list[TeacherSpec]:
+    """The specs named in ``names`` (all when None), in the order given; unknown names list the known ones."""
+    if names is None:
+        return specs
+    by_name = {spec.name: spec for spec in specs}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise ValueError(f"unknown teacher {', '.join(map(repr, unknown))}; this dataset has: {', '.join(by_name)}")
+    return [by_name[name] for name in names]
+
+
+def teacher_dir(dataset: KGDataset, spec: TeacherSpec, cache_dir: str | os.PathLike | None = None) -> Path:
+    key = hashlib.sha256(json.dumps([dataset.fingerprint(), asdict(spec)], sort_keys=True).encode()).hexdigest()
+    return Path(cache_dir or default_cache_dir()) / "teachers" / dataset.name / f"{spec.name}-{key[:12]}"
+
+
+def build_teacher(
+    dataset: KGDataset,
+    spec: TeacherSpec,
+    data_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> ComplEx:
+    """An untrained teacher for ``spec``, its features loaded (or computed and cached) as needed."""
+    torch.manual_seed(spec.config.seed)
+    num_relations = dataset.num_query_relations
+    if spec.modality is None:
+        return ComplEx(dataset.num_entities, num_relations, spec.config.rank, spec.config.init_scale).to(device)
+    features = modality_features(dataset, spec.modality, data_dir, cache_dir, device, progress)
+    return ModalComplEx(features, num_relations, spec.config.rank, spec.fuse_structure, spec.config.init_scale).to(device)
+
+
+def modality_features(
+    dataset: KGDataset,
+    modality: str,
+    data_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> torch.Tensor:
+    """Planted features on synthetic graphs; else the published file when a user has it; else, for text, sentence
+    embeddings of the entity names (and descriptions) computed here and cached."""
+    if modality.startswith(PLANTED):
+        return planted_features(dataset, int(modality.removeprefix(PLANTED)))
+    published = load_published_features(dataset, modality, resolve_data_dir(data_dir, dataset.name))
+    if published is not None:
+        return published
+    if modality == "textual":
+        return text_features(dataset, cache_dir, device=str(device), progress=progress)
+    raise FeatureError(f"no {modality} features for {dataset.name}: put the published file in its embeddings/ folder")
+
+
+def train_teachers(
+    dataset: KGDataset,
+    specs: list[TeacherSpec],
+    data_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> list[dict]:
+    """Train every teacher not yet cached (an interrupted one resumes) and return a row per teacher with its
+    valid and test metrics and whether it was trained now."""
+    rows = []
+    for spec in specs:
+        directory = teacher_dir(dataset, spec, cache_dir)
+        trained_now = not (directory / "teacher.pt").is_file()
+        if trained_now:
+            if progress:
+                tqdm.write(f"training teacher {spec.name} on {dataset.name}")
+            model = build_teacher(dataset, spec, data_dir, cache_dir, device, progress)
+            state = Trainer(model, dataset, spec.config, directory / "checkpoints", device=device, progress=progress).fit()
+            model.eval()
+            metrics = {split: evaluate(model, dataset, split, device=device) for split in ("valid", "test")}
+            atomic_save({"dataset": dataset.fingerprint(), "spec": _spec_record(spec), "model": model.state_dict(),
+                         "metrics": metrics, "best_epoch": state.best_epoch}, directory / "teacher.pt")
+        checkpoint = _read_checkpoint(dataset, spec, directory / "teacher.pt", device)
+        rows.append({"teacher": spec.name, "trained_now": trained_now, **checkpoint["metrics"]})
+    return rows
+
+
+def load_teacher(
+    dataset: KGDataset,
+    spec: TeacherSpec,
+    data_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
+) -> ComplEx:
+    """A trained teacher from the cache; the checkpoint must match the dataset and configuration."""
+    checkpoint = _read_checkpoint(dataset, spec, teacher_dir(dataset, spec, cache_dir) / "teacher.pt", device)
+    model = build_teacher(dataset, spec, data_dir, cache_dir, device, progress=False)
+    model.load_state_dict(checkpoint["model"])
+    return model
+
+
+def _spec_record(spec: TeacherSpec) -> dict:
+    return json.loads(json.dumps(asdict(spec)))  # plain types only, as weights_only loading requires
+
+
+def _read_checkpoint(dataset: KGDataset, spec: TeacherSpec, path: Path, device: torch.device | str) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"teacher {spec.name} of {dataset.name} is not trained yet ({path} is missing): "
+                                f"run `dsom teachers train --dataset {dataset.name}`")
+    checkpoint = torch.load(path, map_location=device, weights_only=True)
+    if checkpoint.get("dataset") != dataset.fingerprint() or checkpoint.get("spec") != _spec_record(spec):
+        raise ValueError(f"{path} was trained on another dataset or configuration than teacher {spec.name} of "
+                         f"{dataset.name}; delete that folder to retrain it")
+    return checkpoint
+
+
+class TeacherPool:
+    """Frozen teachers serving their logits [K, B, E] for a batch of queries.
+
+    Each teacher's entity table is computed once (they are frozen); a batch then costs one query product and one
+    matrix product per teacher, done under ``no_grad`` (not inference mode, so that the logits may enter the
+    student's loss as constants).
+
+    :param names: the teachers' names, in the order of the K axis.
+    :param teachers: trained models mapping queries to scores.
+    :param device: where the teachers and their logits live.
+    """
+
+    def __init__(self, names: list[str], teachers: list[ComplEx], device: torch.device | str = "cpu") -> None:
+        if len(names) != len(teachers) or not teachers:
+            raise ValueError("a TeacherPool needs one name per teacher and at least one teacher")
+        self.names = list(names)
+        self.device = torch.device(device)
+        self.teachers = [teacher.to(self.device).eval().requires_grad_(False) for teacher in teachers]
+        with torch.no_grad():
+            self.tables = [teacher.entity_table() for teacher in self.teachers]
+
+    @classmethod
+    def from_cache(
+        cls,
+        dataset: KGDataset,
+        names: list[str] | None = None,
+        data_dir: str | os.PathLike | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        device: torch.device | str = "cpu",
+        train_missing: bool = True,
+        progress: bool = True,
+    ) -> TeacherPool:
+        """The named teachers of ``dataset`` (all of its zoo when None), training the missing ones first."""
+        specs = select_specs(teacher_zoo(dataset, data_dir), names)
+        if train_missing:
+            train_teachers(dataset, specs, data_dir, cache_dir, device, progress)
+        return cls([spec.name for spec in specs],
+                   [load_teacher(dataset, spec, data_dir, cache_dir, device) for spec in specs], device)
+
+    def __len__(self) -> int:
+        return len(self.teachers)
+
+    @torch.no_grad()
+    def logits(self, queries: torch.Tensor) -> torch.Tensor:
+        """[K, B, E] scores of every teacher for each query row (h, r, ...)."""
+        queries = queries.to(self.device)
+        out = torch.empty(len(self.teachers), len(queries), self.tables[0].shape[0], device=self.device)
+        for k, (teacher, table) in enumerate(zip(self.teachers, self.tables)):
+            torch.matmul(teacher.query(queries[:, 0], queries[:, 1], table), table.t(), out=out[k])
+        return out

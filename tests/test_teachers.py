@@ -1,0 +1,80 @@
+"""Teachers on the planted synthetic KG: planted usefulness, caching, checkpoint checks, the pool, static distillation."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from dsom_env.data import synthetic_dataset
+from dsom_env.teachers import TeacherPool, load_teacher, select_specs, teacher_dir, teacher_zoo, train_teachers
+from students.distill import DistillConfig, StaticDistillation, distillation_loss
+from students.evaluate import rank_queries, ranking_metrics
+from students.train import TrainConfig, build_student
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return synthetic_dataset(num_views=2)
+
+
+@pytest.fixture(scope="module")
+def cache(planted, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("cache")
+    train_teachers(planted, teacher_zoo(planted), cache_dir=directory, progress=False)
+    return directory
+
+
+def test_each_planted_teacher_wins_on_its_own_view_and_loses_on_the_other(planted, cache):
+    queries = planted.queries("test")
+    view_of_query = planted.planted["relation_view"][queries[:, 1] % planted.num_relations]
+    mrr = {}
+    for view in (0, 1):
+        ranks = rank_queries(load_teacher(planted, teacher_zoo(planted)[1 + view], cache_dir=cache).eval(), planted,
+                             queries)
+        mrr[view] = [ranking_metrics(ranks[view_of_query == v])["mrr"] for v in (0, 1)]
+    assert mrr[0][0] > 3 * mrr[1][0] and mrr[1][1] > 3 * mrr[0][1]
+
+
+def test_cached_teachers_are_not_trained_again(planted, cache):
+    rows = train_teachers(planted, teacher_zoo(planted), cache_dir=cache, progress=False)
+    assert [row["trained_now"] for row in rows] == [False, False, False]
+
+
+def test_a_checkpoint_of_another_configuration_is_refused(planted, cache, tmp_path):
+    structure, planted_0 = teacher_zoo(planted)[:2]
+    foreign = tmp_path / teacher_dir(planted, planted_0, tmp_path).relative_to(tmp_path)
+    foreign.mkdir(parents=True)
+    shutil.copy(teacher_dir(planted, structure, cache) / "teacher.pt", foreign / "teacher.pt")
+    with pytest.raises(ValueError, match="trained on another dataset or configuration"):
+        load_teacher(planted, planted_0, cache_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="dsom teachers train"):
+        load_teacher(planted, structure, cache_dir=tmp_path)
+
+
+def test_unknown_teacher_names_list_the_zoo(planted):
+    with pytest.raises(ValueError, match="unknown teacher 'text'; this dataset has: structure, planted-0, planted-1"):
+        select_specs(teacher_zoo(planted), ["text"])
+
+
+def test_pool_logits_equal_each_teachers_forward(planted, cache):
+    pool = TeacherPool.from_cache(planted, cache_dir=cache, train_missing=False)
+    queries = planted.queries("valid")[:50]
+    expected = torch.stack([teacher(queries) for teacher in pool.teachers])
+    torch.testing.assert_close(pool.logits(queries), expected)
+    assert pool.names == ["structure", "planted-0", "planted-1"]
+
+
+def test_static_distillation_batch_loss(planted, cache):
+    pool = TeacherPool.from_cache(planted, ["planted-0", "planted-1"], cache_dir=cache, train_missing=False)
+    config = TrainConfig(rank=8)
+    student, batch = build_student(planted, config), planted.queries("train")[:64]
+    nobody = StaticDistillation(student, pool.logits, planted, torch.zeros(2, dtype=torch.bool), DistillConfig(), 0.01)
+    torch.testing.assert_close(nobody(batch), student.loss(batch, 0.01))
+
+    settings = DistillConfig(tau=3.0, alpha=0.5, beta=2.0, gamma=0.7)
+    everyone = StaticDistillation(student, pool.logits, planted, torch.ones(2, dtype=torch.bool), settings, 0.01)
+    expected = distillation_loss(student(batch), batch[:, 2], pool.logits(batch), torch.ones(64, 2, dtype=torch.bool),
+                                 planted.neighbour_mask(batch[:, 0]), 3.0, 0.5, 2.0, 0.7).mean()
+    torch.testing.assert_close(everyone(batch), expected + 0.01 * student.n3(batch))
