@@ -49,6 +49,7 @@ class CSRIndex:
 
     def gather(self, query_keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The entries of each query key's row, flattened: ``(query position, value)``; unknown keys give none."""
+        query_keys = query_keys.contiguous()
         rows = torch.searchsorted(self.keys, query_keys).clamp_(max=max(len(self.keys) - 1, 0))
         found = self.keys[rows] == query_keys if len(self.keys) else torch.zeros_like(query_keys, dtype=torch.bool)
         starts = self.offsets[rows]

@@ -26,36 +26,72 @@ from students.complex import ComplEx
 def combined_teacher_log_probs(teacher_logits: torch.Tensor, selection: torch.Tensor, tau: float) -> torch.Tensor:
     """Log of the mean of the selected teachers' softmax at temperature ``tau``.
 
+    The mixture is accumulated teacher by teacher, then one log (probabilities that underflow to 0 get the log of
+    the smallest normal float, so that ``p log p`` stays 0): cheaper than a log-sum-exp over the teacher axis, which
+    makes several passes over all K x B x E scores and holds them all.
+
     :param teacher_logits: [K, B, E] logits of K teachers.
-    :param selection: [B, K] bool, the teachers chosen for each query.
-    :return: [B, E] log-probabilities; rows with no teacher selected are -inf everywhere (never used).
+    :param selection: [B, K] bool, the teachers chosen for each query (at least one per row).
+    :return: [B, E] log-probabilities.
     """
-    log_probs = F.log_softmax(teacher_logits / tau, dim=-1)  # [K, B, E]
-    weights = selection.t().unsqueeze(-1).to(log_probs.dtype)  # [K, B, 1]
-    log_weights = torch.log(weights / weights.sum(0, keepdim=True).clamp(min=1))
-    return torch.logsumexp(log_probs + log_weights, dim=0)
+    weights = selection.to(teacher_logits.dtype)
+    weights = weights / weights.sum(1, keepdim=True).clamp(min=1)
+    mixture = torch.zeros_like(teacher_logits[0])
+    for teacher, weight in zip(teacher_logits, weights.t()):  # K teachers, accumulated in place
+        mixture.addcmul_(weight.unsqueeze(1), F.softmax(teacher / tau, dim=-1))
+    return mixture.clamp_(min=torch.finfo(mixture.dtype).tiny).log_()
 
 
 def decoupled_kl(
     teacher_log_probs: torch.Tensor,
     student_log_probs: torch.Tensor,
-    neighbours: torch.Tensor,
+    neighbours: tuple[torch.Tensor, torch.Tensor],
     alpha: torch.Tensor | float,
     beta: torch.Tensor | float,
 ) -> torch.Tensor:
     """Per-query ``mass KL + alpha KL(p_N || q_N) + beta KL(p_notN || q_notN)``.
 
-    :param teacher_log_probs, student_log_probs: [B, E] log-distributions p and q.
-    :param neighbours: [B, E] bool, the neighbour set N of each query.
+    With ``S_A = sum_{j in A} p_j (log p_j - log q_j)``, ``KL(p_A || q_A) = S_A / b_p(A) - log(b_p(A) / b_q(A))``.
+    Neighbour sets are small, so the N-side sums gather a few entries per query, and the other side is the total
+    minus them: the only full-width work is one batched dot ``sum_j p_j log q_j``. A side without mass adds 0.
+
+    :param teacher_log_probs, student_log_probs: [B, E] log-distributions p and q (finite; p carries no gradient).
+    :param neighbours: ``(rows, entities)``, the distinct pairs (query, neighbour entity) of the sets N.
     :param alpha, beta: weights of the neighbour and non-neighbour terms, scalars or [B].
     :return: [B] divergences.
     """
-    teacher_in, teacher_out = _log_masses(teacher_log_probs, neighbours)
-    student_in, student_out = _log_masses(student_log_probs, neighbours)
-    mass = _xlogy_ratio(teacher_in, student_in) + _xlogy_ratio(teacher_out, student_out)
-    kl_in = _renormalised_kl(teacher_log_probs - teacher_in[:, None], student_log_probs - student_in[:, None], neighbours)
-    kl_out = _renormalised_kl(teacher_log_probs - teacher_out[:, None], student_log_probs - student_out[:, None], ~neighbours)
-    return mass + alpha * kl_in + beta * kl_out
+    rows, entities = neighbours
+    teacher = teacher_log_probs.exp()
+    teacher_in, student_in = teacher_log_probs[rows, entities], student_log_probs[rows, entities]
+
+    def per_query(values: torch.Tensor) -> torch.Tensor:
+        return values.new_zeros(len(teacher)).index_add(0, rows, values)
+
+    mass_p_in, mass_q_in = per_query(teacher_in.exp()), per_query(student_in.exp())
+    sum_in = per_query(teacher_in.exp() * (teacher_in - student_in))
+    sum_all = _row_dot(teacher, teacher_log_probs) - _row_dot(teacher, student_log_probs)
+    kl_in, binary_in = _side_terms(sum_in, mass_p_in, mass_q_in)
+    kl_out, binary_out = _side_terms(sum_all - sum_in, 1.0 - mass_p_in, 1.0 - mass_q_in)
+    return binary_in + binary_out + alpha * kl_in + beta * kl_out
+
+
+def _row_dot(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """``(left * right).sum(-1)`` as a batched dot product, without an [B, E] temporary."""
+    return torch.bmm(left.unsqueeze(1), right.unsqueeze(2)).view(len(left))
+
+
+def _side_terms(
+    pointwise_sum: torch.Tensor, mass_p: torch.Tensor, mass_q: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For one side of the split: ``KL(p_A || q_A)`` and the binary-mass term ``b_p log(b_p / b_q)``, 0 where p puts
+    no mass on the side; safe denominators keep gradients finite on those rows."""
+    present = mass_p > 1e-12
+    mass_p_safe = torch.where(present, mass_p, 1.0)
+    mass_q_safe = torch.where(present, mass_q.clamp(min=torch.finfo(mass_q.dtype).tiny), 1.0)
+    log_ratio = torch.log(mass_p_safe) - torch.log(mass_q_safe)
+    kl = torch.where(present, pointwise_sum / mass_p_safe - log_ratio, 0.0)
+    binary = torch.where(present, mass_p * log_ratio, 0.0)
+    return kl, binary
 
 
 def distillation_loss(
@@ -63,7 +99,7 @@ def distillation_loss(
     targets: torch.Tensor,
     teacher_logits: torch.Tensor,
     selection: torch.Tensor,
-    neighbours: torch.Tensor,
+    neighbours: tuple[torch.Tensor, torch.Tensor],
     tau: float = 2.0,
     alpha: float = 1.0,
     beta: float = 1.0,
@@ -78,41 +114,26 @@ def distillation_loss(
     :param targets: [B] true tails.
     :param teacher_logits: [K, B, E] frozen teachers' scores.
     :param selection: [B, K] bool, the teachers chosen per query.
-    :param neighbours: [B, E] bool neighbour mask of each query's head.
+    :param neighbours: ``(rows, entities)`` pairs of each query's neighbour set (``CSRIndex.gather``).
     :return: [B] losses (average them for a batch loss).
     """
     cross_entropy = F.cross_entropy(student_logits, targets, reduction="none")
     distilled = selection.any(dim=1)
     if not distilled.any():
         return cross_entropy
-    teacher = combined_teacher_log_probs(teacher_logits[:, distilled], selection[distilled], tau)
-    student = F.log_softmax(student_logits[distilled] / tau, dim=-1)
-    kd = decoupled_kl(teacher, student, neighbours[distilled], alpha, beta)
+    if distilled.all():  # no row to drop: spare the copies that indexing would make
+        kept_teachers, kept_selection, kept_student, kept_neighbours = teacher_logits, selection, student_logits, neighbours
+    else:
+        new_row = torch.cumsum(distilled, 0) - 1
+        rows, entities = neighbours
+        keep = distilled[rows]
+        kept_teachers, kept_selection = teacher_logits[:, distilled], selection[distilled]
+        kept_student, kept_neighbours = student_logits[distilled], (new_row[rows[keep]], entities[keep])
+    with torch.no_grad():
+        teacher = combined_teacher_log_probs(kept_teachers, kept_selection, tau)
+    student = F.log_softmax(kept_student / tau, dim=-1)
+    kd = decoupled_kl(teacher, student, kept_neighbours, alpha, beta)
     return cross_entropy.index_add(0, distilled.nonzero().squeeze(1), gamma * tau**2 * kd)
-
-
-def _log_masses(log_probs: torch.Tensor, inside: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """log p(N) and log p(not N) per row. An empty side gets a huge negative log-mass rather than -inf, so that
-    neither the value nor the gradient becomes NaN."""
-    lowest = torch.finfo(log_probs.dtype).min
-    return (torch.logsumexp(log_probs.masked_fill(~inside, lowest), dim=-1),
-            torch.logsumexp(log_probs.masked_fill(inside, lowest), dim=-1))
-
-
-def _xlogy_ratio(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
-    """p log(p / q) from logs, 0 where p = 0."""
-    p = log_p.exp()
-    return torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p))
-
-
-def _renormalised_kl(log_p: torch.Tensor, log_q: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
-    """KL between two distributions restricted to ``inside`` (already renormalised there); 0 for empty rows.
-
-    Entries outside, or where p is 0, are zeroed before any exp or product, so they add nothing, not even NaN
-    gradients."""
-    counted = inside & (log_p > float("-inf"))
-    log_p, log_q = log_p.masked_fill(~counted, 0.0), log_q.masked_fill(~counted, 0.0)
-    return (log_p.exp() * (log_p - log_q) * counted).sum(dim=-1)
 
 
 @dataclass(frozen=True)
@@ -157,8 +178,9 @@ class StaticDistillation:
         table = self.student.entity_table()
         scores = self.student.query(batch[:, 0], batch[:, 1], table) @ table.t()
         selection = self.selection.to(batch.device).expand(len(batch), -1)
+        neighbours = self.dataset.neighbour_index.to(batch.device).gather(batch[:, 0])
         losses = distillation_loss(
-            scores, batch[:, 2], self.teacher_logits(batch), selection, self.dataset.neighbour_mask(batch[:, 0]),
+            scores, batch[:, 2], self.teacher_logits(batch), selection, neighbours,
             self.config.tau, self.config.alpha, self.config.beta, self.config.gamma,
         )
         return losses.mean() + self.n3_weight * self.student.n3(batch, table)

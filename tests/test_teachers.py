@@ -76,5 +76,5 @@ def test_static_distillation_batch_loss(planted, cache):
     settings = DistillConfig(tau=3.0, alpha=0.5, beta=2.0, gamma=0.7)
     everyone = StaticDistillation(student, pool.logits, planted, torch.ones(2, dtype=torch.bool), settings, 0.01)
     expected = distillation_loss(student(batch), batch[:, 2], pool.logits(batch), torch.ones(64, 2, dtype=torch.bool),
-                                 planted.neighbour_mask(batch[:, 0]), 3.0, 0.5, 2.0, 0.7).mean()
+                                 planted.neighbour_index.gather(batch[:, 0]), 3.0, 0.5, 2.0, 0.7).mean()
     torch.testing.assert_close(everyone(batch), expected + 0.01 * student.n3(batch))

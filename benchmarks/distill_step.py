@@ -1,0 +1,89 @@
+"""Cost of one distillation step with K=3 teachers, teachers' forward included, against a plain student step.
+
+The teachers have MKG-W's shapes (structure at twice the student's rank, text and text-fusion over 384-d
+features); their weights and features are random, which does not change the cost. Each timing is the best of
+``--repeats`` interleaved rounds of ``--steps`` optimiser steps on the same batches.
+
+    python benchmarks/distill_step.py --data-dir ../shared/datasets
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from dsom_env.cache import atomic_write_text
+from dsom_env.data import load_dataset
+from dsom_env.teachers import TeacherPool
+from students.complex import ComplEx
+from students.distill import DistillConfig, StaticDistillation
+from students.modal import ModalComplEx
+from students.train import TrainConfig, build_student
+
+TEXT_DIM = 384
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=None, help="folder holding MKG-W/ (default: $DSOM_DATA_DIR)")
+    parser.add_argument("--rank", type=int, default=512, help="student rank; the structural teacher has twice it")
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--output", default="benchmarks/results/distill_step.json")
+    args = parser.parse_args()
+
+    dataset = load_dataset("MKG-W", args.data_dir)
+    relations, entities = dataset.num_query_relations, dataset.num_entities
+    torch.manual_seed(0)
+    features = torch.randn(entities, TEXT_DIM)
+    pool = TeacherPool(["structure", "text", "text-fusion"], [
+        ComplEx(entities, relations, 2 * args.rank),
+        ModalComplEx(features, relations, args.rank),
+        ModalComplEx(features, relations, args.rank, fuse_structure=True),
+    ])
+    config = TrainConfig(rank=args.rank, batch_size=args.batch_size)
+    student = build_student(dataset, config)
+    optimizer = torch.optim.Adagrad(student.parameters(), lr=config.learning_rate)
+    batches = dataset.queries("train")[torch.randperm(len(dataset.train) * 2)].split(args.batch_size)[: args.steps]
+    distilled = StaticDistillation(student, pool.logits, dataset, torch.ones(3, dtype=torch.bool), DistillConfig(),
+                                   config.n3_weight)
+
+    def steps(loss_of) -> None:
+        for batch in batches:
+            loss = loss_of(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    def teachers_only() -> None:
+        for batch in batches:
+            pool.logits(batch)
+
+    functions = {"plain": lambda: steps(lambda b: student.loss(b, config.n3_weight)),
+                 "distilled": lambda: steps(distilled), "teachers_forward": teachers_only}
+    best = {name: float("inf") for name in functions}
+    for round_ in range(args.repeats + 1):
+        for name, function in functions.items():
+            started = time.perf_counter()
+            function()
+            if round_:
+                best[name] = min(best[name], (time.perf_counter() - started) / len(batches))
+    report = {
+        "command": "python benchmarks/distill_step.py --data-dir ../shared/datasets",
+        "batch_size": args.batch_size, "student_rank": args.rank, "teachers": pool.names,
+        "seconds_per_step": best,
+        "ratio_distilled_to_plain": best["distilled"] / best["plain"],
+        "share_of_teachers_forward": best["teachers_forward"] / best["distilled"],
+    }
+    print(f"plain step {best['plain']:.3f}s, distilled step {best['distilled']:.3f}s "
+          f"(ratio {report['ratio_distilled_to_plain']:.2f}); teachers' forward {best['teachers_forward']:.3f}s "
+          f"= {100 * report['share_of_teachers_forward']:.0f}% of a distilled step")
+    atomic_write_text(json.dumps(report, indent=2) + "\n", args.output)
+
+
+if __name__ == "__main__":
+    main()
