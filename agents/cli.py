@@ -10,20 +10,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 
-from dsom_env.cache import atomic_write_text
+from agents.student_run import run_student
 from dsom_env.data import DATASETS, DatasetError, KGDataset, load_dataset, synthetic_dataset
-from dsom_env.teachers import TeacherPool, select_specs, teacher_zoo, train_teachers
-from students.distill import DistillConfig, StaticDistillation
-from students.evaluate import HITS_AT, evaluate
-from students.train import TrainConfig, Trainer, build_student
+from dsom_env.teachers import select_specs, teacher_zoo, train_teachers
+from students.distill import DistillConfig
+from students.evaluate import HITS_AT
+from students.train import TrainConfig
 
 SYNTHETIC = "synthetic"
 
@@ -138,39 +136,12 @@ def _student_train(args: argparse.Namespace) -> int:
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     distill = DistillConfig(**{f.name: getattr(args, f.name) for f in fields(DistillConfig)})
     dataset = _dataset(args.dataset, args.data_dir)
-    teacher_names = _names(args.distill) if args.distill != "all" else None
     label = "" if args.distill is None else f"-{args.distill.replace(',', '+')}"
     run_dir = Path(args.run_dir or f"runs/student-{args.dataset}{label}-seed{config.seed}")
-    started = time.perf_counter()
-    pool = None
-    if args.distill is not None:
-        pool = TeacherPool.from_cache(dataset, teacher_names, args.data_dir, args.cache_dir, args.device,
-                                      progress=not args.no_progress)
-    model = build_student(dataset, config, args.device)
-    batch_loss = None if pool is None else StaticDistillation(
-        model, pool.logits, dataset, torch.ones(len(pool), dtype=torch.bool), distill, config.n3_weight)
-    state = Trainer(model, dataset, config, run_dir / "checkpoints", batch_loss, args.device,
-                    not args.no_progress).fit()
-    model.eval()
-    valid = evaluate(model, dataset, "valid", device=args.device)
-    test = evaluate(model, dataset, "test", device=args.device)
-    results = {
-        "dataset": dataset.name,
-        "model": "ComplEx",
-        "config": asdict(config),
-        "teachers": None if pool is None else pool.names,
-        "distill": None if pool is None else asdict(distill),
-        "device": args.device,
-        "best_epoch": state.best_epoch,
-        "epochs_run": state.epoch,
-        "valid": valid,
-        "test": test,
-        "wall_seconds_this_session": time.perf_counter() - started,
-        "history": state.history,
-    }
-    atomic_write_text(json.dumps(results, indent=2) + "\n", run_dir / "results.json")
-    print(_metrics_table({"valid": valid, "test": test}))
-    print(f"best epoch {state.best_epoch} of {state.epoch}; results in {run_dir / 'results.json'}")
+    results = run_student(dataset, config, run_dir, _names(args.distill), distill, args.data_dir, args.cache_dir,
+                          args.device, not args.no_progress)
+    print(_metrics_table({"valid": results["valid"], "test": results["test"]}))
+    print(f"best epoch {results['best_epoch']} of {results['epochs_run']}; results in {run_dir / 'results.json'}")
     return 0
 
 

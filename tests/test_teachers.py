@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -78,3 +79,13 @@ def test_static_distillation_batch_loss(planted, cache):
     expected = distillation_loss(student(batch), batch[:, 2], pool.logits(batch), torch.ones(64, 2, dtype=torch.bool),
                                  planted.neighbour_index.gather(batch[:, 0]), 3.0, 0.5, 2.0, 0.7).mean()
     torch.testing.assert_close(everyone(batch), expected + 0.01 * student.n3(batch))
+
+
+def test_cli_trains_a_distilled_student_from_cached_teachers(cache, tmp_path):
+    from agents.cli import main
+
+    run_dir = tmp_path / "run"
+    assert main(["student", "train", "--dataset", "synthetic", "--rank", "8", "--max-epochs", "2", "--no-progress",
+                 "--distill", "planted-1", "--tau", "3", "--cache-dir", str(cache), "--run-dir", str(run_dir)]) == 0
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["teachers"] == ["planted-1"] and results["distill"]["tau"] == 3.0
