@@ -41,6 +41,8 @@ class CSRIndex:
     @classmethod
     def from_pairs(cls, keys: torch.Tensor, values: torch.Tensor) -> CSRIndex:
         """Group ``values`` by ``keys`` (duplicate pairs are kept once), values sorted within each row."""
+        if len(keys) == 0:
+            raise ValueError("a CSRIndex needs at least one (key, value) pair")
         pairs = torch.unique(torch.stack([keys, values], dim=1), dim=0)  # sorted by key, then value
         row_keys, counts = torch.unique_consecutive(pairs[:, 0], return_counts=True)
         offsets = torch.zeros(len(row_keys) + 1, dtype=torch.long)
@@ -50,8 +52,8 @@ class CSRIndex:
     def gather(self, query_keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The entries of each query key's row, flattened: ``(query position, value)``; unknown keys give none."""
         query_keys = query_keys.contiguous()
-        rows = torch.searchsorted(self.keys, query_keys).clamp_(max=max(len(self.keys) - 1, 0))
-        found = self.keys[rows] == query_keys if len(self.keys) else torch.zeros_like(query_keys, dtype=torch.bool)
+        rows = torch.searchsorted(self.keys, query_keys).clamp_(max=len(self.keys) - 1)
+        found = self.keys[rows] == query_keys
         starts = self.offsets[rows]
         counts = torch.where(found, self.offsets[rows + 1] - starts, 0)
         device = query_keys.device

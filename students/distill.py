@@ -171,14 +171,16 @@ class StaticDistillation:
         config: DistillConfig,
         n3_weight: float,
     ) -> None:
-        self.student, self.teacher_logits, self.dataset = student, teacher_logits, dataset
-        self.selection, self.config, self.n3_weight = selection, config, n3_weight
+        device = next(student.parameters()).device
+        self.student, self.teacher_logits = student, teacher_logits
+        self.neighbour_index = dataset.neighbour_index.to(device)
+        self.selection, self.config, self.n3_weight = selection.to(device), config, n3_weight
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         table = self.student.entity_table()
         scores = self.student.query(batch[:, 0], batch[:, 1], table) @ table.t()
-        selection = self.selection.to(batch.device).expand(len(batch), -1)
-        neighbours = self.dataset.neighbour_index.to(batch.device).gather(batch[:, 0])
+        selection = self.selection.expand(len(batch), -1)
+        neighbours = self.neighbour_index.gather(batch[:, 0])
         losses = distillation_loss(
             scores, batch[:, 2], self.teacher_logits(batch), selection, neighbours,
             self.config.tau, self.config.alpha, self.config.beta, self.config.gamma,
