@@ -1,0 +1,16 @@
+"""DSoM-Gym environments: ``import dsom_env`` registers them with Gymnasium.
+
+    import gymnasium as gym, dsom_env
+    env = gym.make("DSoM-Synthetic-v0")          # no data needed: planted synthetic KG, teachers trained in seconds
+    env = gym.make("DSoM-MKGW-v0", batch_size=128)
+"""
+
+from gymnasium.envs.registration import register
+
+ENTRY_POINT = "dsom_env.env:TeacherCombinationEnv"
+BENCHMARK_STUDENT_RANK = 512  # the tuned plain-ComplEx rank on MKG-W (benchmarks/results/complex_mkgw.json)
+
+register(id="DSoM-Synthetic-v0", entry_point=ENTRY_POINT, kwargs={"dataset": "synthetic"})
+for env_id, dataset in (("DSoM-MKGW-v0", "MKG-W"), ("DSoM-MKGY-v0", "MKG-Y"), ("DSoM-DB15K-v0", "DB15K"),
+                        ("DSoM-FB15K237-v0", "FB15K-237"), ("DSoM-WN18-v0", "WN18")):
+    register(id=env_id, entry_point=ENTRY_POINT, kwargs={"dataset": dataset, "student_rank": BENCHMARK_STUDENT_RANK})

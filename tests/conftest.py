@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dsom_env.data import DATA_DIR_VARIABLE, KGDataset, load_dataset, synthetic_dataset
+from dsom_env.teachers import teacher_zoo, train_teachers
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +27,17 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def mkgw(data_dir: Path) -> KGDataset:
     return load_dataset("MKG-W", data_dir)
+
+
+@pytest.fixture(scope="session")
+def planted() -> KGDataset:
+    """The planted synthetic KG that ``DSoM-Synthetic-v0`` and ``--dataset synthetic`` use: two views."""
+    return synthetic_dataset(num_views=2)
+
+
+@pytest.fixture(scope="session")
+def planted_cache(planted, tmp_path_factory) -> Path:
+    """A cache directory holding the planted KG's trained teachers (trained once per test session)."""
+    directory = tmp_path_factory.mktemp("cache")
+    train_teachers(planted, teacher_zoo(planted), cache_dir=directory, progress=False)
+    return directory

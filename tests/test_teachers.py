@@ -8,7 +8,6 @@ import shutil
 import pytest
 import torch
 
-from dsom_env.data import synthetic_dataset
 from dsom_env.teachers import TeacherPool, load_teacher, select_specs, teacher_dir, teacher_zoo, train_teachers
 from students.distill import DistillConfig, StaticDistillation, distillation_loss
 from students.evaluate import rank_queries, ranking_metrics
@@ -16,15 +15,8 @@ from students.train import TrainConfig, build_student
 
 
 @pytest.fixture(scope="module")
-def planted():
-    return synthetic_dataset(num_views=2)
-
-
-@pytest.fixture(scope="module")
-def cache(planted, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("cache")
-    train_teachers(planted, teacher_zoo(planted), cache_dir=directory, progress=False)
-    return directory
+def cache(planted_cache):
+    return planted_cache
 
 
 def test_each_planted_teacher_wins_on_its_own_view_and_loses_on_the_other(planted, cache):

@@ -1,0 +1,259 @@
+"""TeacherCombinationEnv: choosing, per training query, which frozen teachers a ComplEx student distils from."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch.nn import functional as F
+
+from dsom_env.data import KGDataset, load_dataset, synthetic_dataset
+from dsom_env.teachers import TeacherPool
+from students.distill import DistillConfig, distillation_loss
+from students.evaluate import evaluate
+from students.train import OPTIMIZERS, TrainConfig, build_student
+
+REWARD_MODES = ("improvement", "beneficial", "heldout")
+SYNTHETIC = "synthetic"
+EMBEDDING_FEATURES = 8  # random unit directions each embedding is projected on
+
+
+class TeacherCombinationEnv(gym.Env):
+    """The teacher choice of DSoM as an environment: the ComplEx student trains inside ``step``.
+
+    Each step shows a batch of B training queries (h, r, t) (reciprocal relations make every triple two queries);
+    the agent picks for each query the subset of the K frozen teachers whose combined soft label the student distils
+    from, and the student takes one optimiser step on ``CE + gamma * tau^2 * neighbour-decoupled KD``.
+
+    ## Observation
+    ``Box(B * F)`` float32, every feature in [-1, 1]: a [B, F] matrix flattened row by row (one row per query; SB3's
+    policies take flat vectors, and ``obs.reshape(B, F)`` gives the rows back). For the student and then each teacher (at
+    temperature 1): probability of the true tail, ``log(rank) / log(E)`` of the true tail (unfiltered), entropy /
+    ``log(E)``, probability mass on the head's training-graph neighbours. Then for each teacher ``1 - exp(-KL)`` of
+    teacher to student at temperature tau. Then the student's head and relation embeddings, normalised and projected
+    on ``EMBEDDING_FEATURES`` fixed random unit directions each. F = 4 (K + 1) + K + 2 * 8.
+
+    ## Action
+    ``MultiBinary(B * K)``: entry ``b * K + k`` is 1 when query b listens to teacher k (a [B, K] array is accepted
+    too). An all-zero row means that query learns from its hard label alone.
+
+    ## Reward
+    Per query, from the student's hard-label cross-entropy:
+    - ``improvement`` (default): its drop on the step's own queries, before minus after the optimiser step;
+    - ``beneficial``: that drop minus a running mean of drops, counted only where positive;
+    - ``heldout``: the drop of the mean cross-entropy on a fresh batch of other training queries, shared by all.
+    The step's reward is the mean over queries; ``info["query_rewards"]`` holds the per-query values.
+
+    ## Episode
+    Starts with a fresh student (``reset(seed=s)`` rebuilds it and the query order deterministically; ``reset()``
+    without a seed keeps training the same student on a new pass). One pass over the training queries, after which
+    the episode is truncated. ``info`` carries the selection rate of each teacher, the student's loss and, every
+    ``eval_every`` steps, its valid MRR; :attr:`best_student_state` holds the weights of the best valid MRR so far.
+
+    ## Arguments
+    :param dataset: a benchmark name (``MKG-W``, ...), ``"synthetic"`` (planted KG with two views) or a KGDataset.
+    :param teachers: teacher names (default: the dataset's whole zoo, trained and cached on first use).
+    :param batch_size: queries per step.
+    :param student_rank, learning_rate, optimizer, n3_weight: the student's configuration.
+    :param tau, alpha, beta, gamma: distillation weights (see ``students.distill``).
+    :param reward_mode: one of ``REWARD_MODES``.
+    :param eval_every: steps between valid evaluations (0: never).
+    :param data_dir, cache_dir: where the data is and where features and teachers are cached.
+    :param synthetic_seed: seed of the synthetic KG.
+    :param device: ``cpu`` or ``cuda``.
+    :param progress: progress bars while teachers are built.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        dataset: str | KGDataset = SYNTHETIC,
+        teachers: Sequence[str] | None = None,
+        batch_size: int = 256,
+        student_rank: int = 32,
+        learning_rate: float = 0.1,
+        optimizer: str = "adagrad",
+        n3_weight: float = 0.01,
+        tau: float = 2.0,
+        alpha: float = 1.0,
+        beta: float = 1.0,
+        gamma: float = 1.0,
+        reward_mode: str = "improvement",
+        eval_every: int = 0,
+        data_dir: str | os.PathLike | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        synthetic_seed: int = 0,
+        device: str = "cpu",
+        progress: bool = True,
+    ) -> None:
+        if reward_mode not in REWARD_MODES:
+            raise ValueError(f"unknown reward_mode {reward_mode!r}; known: {', '.join(REWARD_MODES)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.dataset = _as_dataset(dataset, data_dir, synthetic_seed)
+        self.device = torch.device(device)
+        self.pool = TeacherPool.from_cache(self.dataset, None if teachers is None else list(teachers), data_dir,
+                                           cache_dir, self.device, progress=progress)
+        self.teacher_names = self.pool.names
+        self.batch_size, self.reward_mode, self.eval_every = batch_size, reward_mode, eval_every
+        self.student_config = TrainConfig(rank=student_rank, learning_rate=learning_rate, optimizer=optimizer,
+                                          n3_weight=n3_weight, batch_size=batch_size)
+        self.distill = DistillConfig(tau=tau, alpha=alpha, beta=beta, gamma=gamma)
+        self.train_queries = self.dataset.queries("train").to(self.device)
+        self.neighbour_index = self.dataset.neighbour_index.to(self.device)
+
+        num_teachers = len(self.pool)
+        self.num_features = 4 * (num_teachers + 1) + num_teachers + 2 * EMBEDDING_FEATURES
+        self.observation_space = spaces.Box(-1.0, 1.0, (batch_size * self.num_features,), np.float32)
+        self.action_space = spaces.MultiBinary(batch_size * num_teachers)
+        directions = torch.randn(2, 2 * student_rank, EMBEDDING_FEATURES, generator=torch.Generator().manual_seed(0))
+        self.directions = F.normalize(directions, dim=1).to(self.device)
+
+        self.student = None
+        self.best_student_state: dict[str, torch.Tensor] | None = None
+        self.best_valid_mrr = float("-inf")
+
+    # --- Gymnasium API --------------------------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        if seed is not None or self.student is None:
+            student_seed = 0 if seed is None else seed
+            self.student = build_student(self.dataset, TrainConfig(**{**vars(self.student_config), "seed": student_seed}),
+                                         self.device)
+            self.optimizer = OPTIMIZERS[self.student_config.optimizer](self.student.parameters(),
+                                                                       lr=self.student_config.learning_rate)
+            self.generator = torch.Generator().manual_seed(student_seed)
+            self.steps_done, self.drop_baseline = 0, 0.0
+            self.best_student_state, self.best_valid_mrr = None, float("-inf")
+        order = torch.randperm(len(self.train_queries), generator=self.generator).to(self.device)
+        self.batches = [b for b in order.split(self.batch_size) if len(b) == self.batch_size]
+        self.batch_index = 0
+        self._load_batch()
+        return self._observation(), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        if self.student is None:
+            raise RuntimeError("call reset() before step()")
+        if self.batch_index == len(self.batches):
+            raise RuntimeError("the episode has ended (one pass over the training queries): call reset()")
+        selection = self._selection(action)
+        batch, teacher_logits = self.batch, self.teacher_logits
+        self.student.train()
+        table = self.student.entity_table()
+        scores = self.student.query(batch[:, 0], batch[:, 1], table) @ table.t()
+        losses = distillation_loss(scores, batch[:, 2], teacher_logits, selection, self.neighbours,
+                                   self.distill.tau, self.distill.alpha, self.distill.beta, self.distill.gamma)
+        loss = losses.mean() + self.student_config.n3_weight * self.student.n3(batch, table)
+        heldout = self._heldout_batch() if self.reward_mode == "heldout" else None
+        before = self._cross_entropy(batch if heldout is None else heldout, scores if heldout is None else None)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        after = self._cross_entropy(batch if heldout is None else heldout)
+        query_rewards = self._query_rewards(before - after)
+
+        self.steps_done += 1
+        info = {
+            "query_rewards": query_rewards.cpu().numpy(),
+            "selection_rate": dict(zip(self.teacher_names, selection.float().mean(0).tolist())),
+            "student_loss": loss.item(),
+            "relations": (batch[:, 1] % self.dataset.num_relations).cpu().numpy(),
+        }
+        if self.eval_every and self.steps_done % self.eval_every == 0:
+            info["valid_mrr"] = self._evaluate_valid()
+        self.batch_index += 1
+        truncated = self.batch_index == len(self.batches)
+        if not truncated:
+            self._load_batch()  # at the end the last observation is shown again: there is no next batch
+        return self._observation(), float(query_rewards.mean()), False, truncated, info
+
+    # --- pieces of a step -----------------------------------------------------------------------------------------
+
+    def _load_batch(self) -> None:
+        """The next batch, its teachers' logits (computed once, used for the observation and the step) and neighbours."""
+        self.batch = self.train_queries[self.batches[self.batch_index]]
+        self.teacher_logits = self.pool.logits(self.batch)
+        self.neighbours = self.neighbour_index.gather(self.batch[:, 0])
+
+    @torch.no_grad()
+    def _observation(self) -> np.ndarray:
+        batch, student = self.batch, self.student
+        student.eval()
+        table = student.entity_table()
+        student_scores = student.query(batch[:, 0], batch[:, 1], table) @ table.t()
+        scores = torch.cat([student_scores.unsqueeze(0), self.teacher_logits])  # [K + 1, B, E]
+        log_probs = F.log_softmax(scores, dim=-1)
+        probs = log_probs.exp()
+        targets = batch[:, 2]
+        target_scores = scores[:, torch.arange(len(batch)), targets].unsqueeze(-1)
+        log_entities = math.log(self.dataset.num_entities)
+        rows, entities = self.neighbours
+        neighbour_mass = torch.zeros(len(scores), len(batch), device=self.device).index_add_(
+            1, rows, probs[:, rows, entities])
+        per_model = [
+            probs[:, torch.arange(len(batch)), targets],
+            torch.log1p((scores > target_scores).sum(-1).float()) / log_entities,
+            -(probs * log_probs).sum(-1) / log_entities,
+            neighbour_mass,
+        ]
+        tau = self.distill.tau
+        teacher_tau, student_tau = F.log_softmax(scores[1:] / tau, -1), F.log_softmax(scores[:1] / tau, -1)
+        kl = (teacher_tau.exp() * (teacher_tau - student_tau)).sum(-1)
+        heads = F.normalize(table[batch[:, 0]], dim=-1) @ self.directions[0]
+        relations = F.normalize(student.relation(batch[:, 1]), dim=-1) @ self.directions[1]
+        features = torch.cat([torch.stack(per_model, -1).permute(1, 0, 2).flatten(1), (1 - torch.exp(-kl)).t(),
+                              heads, relations], dim=1)
+        return features.clamp_(-1.0, 1.0).flatten().cpu().numpy().astype(np.float32)
+
+    def _selection(self, action: np.ndarray) -> torch.Tensor:
+        action = np.asarray(action)
+        shape = (self.batch_size, len(self.pool))
+        if action.size != shape[0] * shape[1] or not np.isin(action, (0, 1)).all():
+            raise ValueError(f"action must hold {shape[0]} x {shape[1]} zeros and ones (MultiBinary("
+                             f"{shape[0] * shape[1]}) or a {shape} array), got shape {action.shape} and values "
+                             f"{np.unique(action)[:5]}")
+        return torch.as_tensor(action.reshape(shape).astype(bool), device=self.device)
+
+    @torch.no_grad()
+    def _cross_entropy(self, queries: torch.Tensor, scores: torch.Tensor | None = None) -> torch.Tensor:
+        """The student's per-query hard-label cross-entropy (its scores may be given when already computed)."""
+        if scores is None:
+            scores = self.student(queries)
+        return F.cross_entropy(scores.detach(), queries[:, 2], reduction="none")
+
+    def _heldout_batch(self) -> torch.Tensor:
+        picks = torch.randint(len(self.train_queries), (self.batch_size,), generator=self.generator)
+        return self.train_queries[picks.to(self.device)]
+
+    def _query_rewards(self, drops: torch.Tensor) -> torch.Tensor:
+        if self.reward_mode == "heldout":
+            return drops.mean().expand(self.batch_size)
+        if self.reward_mode == "beneficial":
+            rewards = (drops - self.drop_baseline).clamp(min=0.0)
+            self.drop_baseline = 0.9 * self.drop_baseline + 0.1 * float(drops.mean())
+            return rewards
+        return drops
+
+    def _evaluate_valid(self) -> float:
+        self.student.eval()
+        mrr = evaluate(self.student, self.dataset, "valid", device=self.device)["mrr"]
+        if mrr > self.best_valid_mrr:
+            self.best_valid_mrr = mrr
+            self.best_student_state = {k: v.detach().clone() for k, v in self.student.state_dict().items()}
+        return mrr
+
+
+def _as_dataset(dataset: str | KGDataset, data_dir: str | os.PathLike | None, synthetic_seed: int) -> KGDataset:
+    if isinstance(dataset, KGDataset):
+        return dataset
+    if dataset == SYNTHETIC:
+        return synthetic_dataset(num_views=2, seed=synthetic_seed)
+    return load_dataset(dataset, data_dir)

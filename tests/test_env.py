@@ -1,0 +1,137 @@
+"""TeacherCombinationEnv on the planted synthetic KG: checkers, determinism, exact equivalences, planted rewards."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import dsom_env  # noqa: F401  (registers the environments)
+from dsom_env.env import TeacherCombinationEnv
+from dsom_env.teachers import TeacherPool
+from students.distill import DistillConfig, StaticDistillation
+from students.train import OPTIMIZERS, TrainConfig, build_student
+
+
+@pytest.fixture
+def env(planted_cache):
+    return gym.make("DSoM-Synthetic-v0", batch_size=64, cache_dir=planted_cache, progress=False).unwrapped
+
+
+def weights(model):
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_gymnasium_and_sb3_checkers_pass_without_warnings(env):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env)
+        sb3_check_env(env)
+
+
+def test_reset_with_a_seed_repeats_observations_and_rewards(env):
+    actions = np.random.default_rng(0).integers(0, 2, (5, env.action_space.n))
+    runs = []
+    for _ in range(2):
+        observations, rewards = [env.reset(seed=3)[0]], []
+        for action in actions:
+            observation, reward, *_ = env.step(action)
+            observations.append(observation)
+            rewards.append(reward)
+        runs.append((observations, rewards))
+    assert all(np.array_equal(a, b) for a, b in zip(runs[0][0], runs[1][0])) and runs[0][1] == runs[1][1]
+
+
+def manual_step(env, seed, batch_loss_of):
+    """The first batch's optimiser step taken outside the env, on a student built like the env's."""
+    student = build_student(env.dataset, TrainConfig(**{**vars(env.student_config), "seed": seed}))
+    optimizer = OPTIMIZERS[env.student_config.optimizer](student.parameters(), lr=env.student_config.learning_rate)
+    loss = batch_loss_of(student)(env.batch)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return student
+
+
+def test_choosing_no_teacher_is_a_plain_student_step(env):
+    env.reset(seed=4)
+    expected = manual_step(env, 4, lambda student: lambda batch: student.loss(batch, env.student_config.n3_weight))
+    env.step(np.zeros(env.action_space.n, dtype=np.int8))
+    for got, want in zip(weights(env.student), weights(expected)):
+        torch.testing.assert_close(got, want)
+
+
+def test_choosing_every_teacher_is_the_static_all_teacher_step(env):
+    env.reset(seed=5)
+    pool: TeacherPool = env.pool
+    expected = manual_step(env, 5, lambda student: StaticDistillation(
+        student, pool.logits, env.dataset, torch.ones(len(pool), dtype=torch.bool), DistillConfig(),
+        env.student_config.n3_weight))
+    env.step(np.ones(env.action_space.n, dtype=np.int8))
+    for got, want in zip(weights(env.student), weights(expected)):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("reward_mode", ["improvement", "beneficial", "heldout"])
+def test_the_planted_helpful_subset_earns_more_than_the_misleading_one(planted_cache, reward_mode):
+    env = TeacherCombinationEnv(batch_size=128, reward_mode=reward_mode, cache_dir=planted_cache, progress=False)
+    view_of_relation = env.dataset.planted["relation_view"]
+    first_planted = env.teacher_names.index("planted-0")
+
+    def total_reward(helpful: bool) -> float:
+        env.reset(seed=1)
+        total = 0.0
+        for _ in range(20):
+            views = view_of_relation[env.batch[:, 1] % env.dataset.num_relations].numpy()
+            chosen = views if helpful else 1 - views
+            action = np.zeros((env.batch_size, len(env.teacher_names)), dtype=np.int8)
+            action[np.arange(env.batch_size), first_planted + chosen] = 1
+            total += env.step(action)[1]
+        return total
+
+    assert total_reward(helpful=True) > 1.5 * total_reward(helpful=False)
+
+
+def test_info_reports_rates_rewards_and_valid_mrr(planted_cache):
+    env = gym.make("DSoM-Synthetic-v0", batch_size=64, eval_every=2, cache_dir=planted_cache, progress=False)
+    env.reset(seed=0)
+    action = np.zeros((64, 3), dtype=np.int8)
+    action[:16, 1] = 1
+    _, reward, _, _, info = env.step(action)
+    assert info["selection_rate"] == {"structure": 0.0, "planted-0": 0.25, "planted-1": 0.0}
+    assert info["query_rewards"].shape == (64,) and reward == pytest.approx(info["query_rewards"].mean())
+    assert "valid_mrr" not in info and "valid_mrr" in env.step(action)[4]
+    assert env.unwrapped.best_student_state is not None
+
+
+def test_an_episode_is_one_pass_over_the_training_queries(env):
+    env.reset(seed=0)
+    steps, truncated = 0, False
+    while not truncated:
+        *_, terminated, truncated, _ = env.step(env.action_space.sample())
+        steps += 1
+        assert not terminated
+    assert steps == len(env.dataset.queries("train")) // env.batch_size
+    with pytest.raises(RuntimeError, match="episode has ended"):
+        env.step(env.action_space.sample())
+
+
+def test_bad_input_is_refused(env, planted_cache):
+    with pytest.raises(RuntimeError, match=r"call reset\(\) before step\(\)"):
+        env.step(env.action_space.sample())
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action must hold 64 x 3 zeros and ones"):
+        env.step(np.zeros(10, dtype=np.int8))
+    with pytest.raises(ValueError, match="action must hold"):
+        env.step(np.full(env.action_space.n, 2))
+    with pytest.raises(ValueError, match="unknown teacher 'image'"):
+        TeacherCombinationEnv(teachers=["image"], cache_dir=planted_cache, progress=False)
+    with pytest.raises(ValueError, match="unknown reward_mode 'loss'"):
+        TeacherCombinationEnv(reward_mode="loss", cache_dir=planted_cache, progress=False)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'batchsize'"):
+        gym.make("DSoM-Synthetic-v0", batchsize=8)
