@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from dsom_env.data import KGDataset, load_dataset, synthetic_dataset
 from dsom_env.teachers import TeacherPool
-from students.distill import DistillConfig, distillation_loss
+from students.distill import DistillConfig, row_dot, distillation_loss
 from students.evaluate import evaluate
 from students.train import OPTIMIZERS, TrainConfig, build_student
 
@@ -34,9 +34,9 @@ class TeacherCombinationEnv(gym.Env):
     ## Observation
     ``Box(B * F)`` float32, every feature in [-1, 1]: a [B, F] matrix flattened row by row (one row per query; SB3's
     policies take flat vectors, and ``obs.reshape(B, F)`` gives the rows back). For the student and then each teacher (at
-    temperature 1): probability of the true tail, ``log(rank) / log(E)`` of the true tail (unfiltered), entropy /
-    ``log(E)``, probability mass on the head's training-graph neighbours. Then for each teacher ``1 - exp(-KL)`` of
-    teacher to student at temperature tau. Then the student's head and relation embeddings, normalised and projected
+    temperature 1): probability of the true tail, ``log(rank) / log(E)`` of the true tail (unfiltered, realistic),
+    entropy / ``log(E)``, probability mass on the head's training-graph neighbours. Then for each teacher
+    ``1 - exp(-KL)`` of teacher to student, at temperature 1. Then the student's head and relation embeddings, normalised and projected
     on ``EMBEDDING_FEATURES`` fixed random unit directions each. F = 4 (K + 1) + K + 2 * 8.
 
     ## Action
@@ -59,6 +59,7 @@ class TeacherCombinationEnv(gym.Env):
     ## Arguments
     :param dataset: a benchmark name (``MKG-W``, ...), ``"synthetic"`` (planted KG with two views) or a KGDataset.
     :param teachers: teacher names (default: the dataset's whole zoo, trained and cached on first use).
+    :param teacher_pool: ready teachers to use instead (then ``teachers`` must be None).
     :param batch_size: queries per step.
     :param student_rank, learning_rate, optimizer, n3_weight: the student's configuration.
     :param tau, alpha, beta, gamma: distillation weights (see ``students.distill``).
@@ -76,6 +77,7 @@ class TeacherCombinationEnv(gym.Env):
         self,
         dataset: str | KGDataset = SYNTHETIC,
         teachers: Sequence[str] | None = None,
+        teacher_pool: TeacherPool | None = None,
         batch_size: int = 256,
         student_rank: int = 32,
         learning_rate: float = 0.1,
@@ -99,8 +101,11 @@ class TeacherCombinationEnv(gym.Env):
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.dataset = _as_dataset(dataset, data_dir, synthetic_seed)
         self.device = torch.device(device)
-        self.pool = TeacherPool.from_cache(self.dataset, None if teachers is None else list(teachers), data_dir,
-                                           cache_dir, self.device, progress=progress)
+        if teacher_pool is not None and teachers is not None:
+            raise ValueError("give teachers (names) or teacher_pool, not both")
+        self.pool = teacher_pool or TeacherPool.from_cache(
+            self.dataset, None if teachers is None else list(teachers), data_dir, cache_dir, self.device,
+            progress=progress)
         self.teacher_names = self.pool.names
         self.batch_size, self.reward_mode, self.eval_every = batch_size, reward_mode, eval_every
         self.student_config = TrainConfig(rank=student_rank, learning_rate=learning_rate, optimizer=optimizer,
@@ -137,7 +142,8 @@ class TeacherCombinationEnv(gym.Env):
         self.batches = [b for b in order.split(self.batch_size) if len(b) == self.batch_size]
         self.batch_index = 0
         self._load_batch()
-        return self._observation(), {}
+        self._last_observation = self._observation()
+        return self._last_observation, {}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         if self.student is None:
@@ -145,13 +151,10 @@ class TeacherCombinationEnv(gym.Env):
         if self.batch_index == len(self.batches):
             raise RuntimeError("the episode has ended (one pass over the training queries): call reset()")
         selection = self._selection(action)
-        batch, teacher_logits = self.batch, self.teacher_logits
-        self.student.train()
-        table = self.student.entity_table()
-        scores = self.student.query(batch[:, 0], batch[:, 1], table) @ table.t()
+        batch, teacher_logits, scores = self.batch, self.teacher_logits, self.student_scores
         losses = distillation_loss(scores, batch[:, 2], teacher_logits, selection, self.neighbours,
                                    self.distill.tau, self.distill.alpha, self.distill.beta, self.distill.gamma)
-        loss = losses.mean() + self.student_config.n3_weight * self.student.n3(batch, table)
+        loss = losses.mean() + self.student_config.n3_weight * self.student.n3(batch)
         heldout = self._heldout_batch() if self.reward_mode == "heldout" else None
         before = self._cross_entropy(batch if heldout is None else heldout, scores if heldout is None else None)
         self.optimizer.zero_grad(set_to_none=True)
@@ -171,9 +174,11 @@ class TeacherCombinationEnv(gym.Env):
             info["valid_mrr"] = self._evaluate_valid()
         self.batch_index += 1
         truncated = self.batch_index == len(self.batches)
-        if not truncated:
-            self._load_batch()  # at the end the last observation is shown again: there is no next batch
-        return self._observation(), float(query_rewards.mean()), False, truncated, info
+        if truncated:  # there is no next batch: the last observation is shown again
+            return self._last_observation, float(query_rewards.mean()), False, truncated, info
+        self._load_batch()
+        self._last_observation = self._observation()
+        return self._last_observation, float(query_rewards.mean()), False, truncated, info
 
     # --- pieces of a step -----------------------------------------------------------------------------------------
 
@@ -183,35 +188,49 @@ class TeacherCombinationEnv(gym.Env):
         self.teacher_logits = self.pool.logits(self.batch)
         self.neighbours = self.neighbour_index.gather(self.batch[:, 0])
 
-    @torch.no_grad()
     def _observation(self) -> np.ndarray:
-        batch, student = self.batch, self.student
-        student.eval()
-        table = student.entity_table()
-        student_scores = student.query(batch[:, 0], batch[:, 1], table) @ table.t()
-        scores = torch.cat([student_scores.unsqueeze(0), self.teacher_logits])  # [K + 1, B, E]
-        log_probs = F.log_softmax(scores, dim=-1)
-        probs = log_probs.exp()
-        targets = batch[:, 2]
-        target_scores = scores[:, torch.arange(len(batch)), targets].unsqueeze(-1)
-        log_entities = math.log(self.dataset.num_entities)
-        rows, entities = self.neighbours
-        neighbour_mass = torch.zeros(len(scores), len(batch), device=self.device).index_add_(
-            1, rows, probs[:, rows, entities])
-        per_model = [
-            probs[:, torch.arange(len(batch)), targets],
-            torch.log1p((scores > target_scores).sum(-1).float()) / log_entities,
-            -(probs * log_probs).sum(-1) / log_entities,
-            neighbour_mass,
-        ]
-        tau = self.distill.tau
-        teacher_tau, student_tau = F.log_softmax(scores[1:] / tau, -1), F.log_softmax(scores[:1] / tau, -1)
-        kl = (teacher_tau.exp() * (teacher_tau - student_tau)).sum(-1)
-        heads = F.normalize(table[batch[:, 0]], dim=-1) @ self.directions[0]
-        relations = F.normalize(student.relation(batch[:, 1]), dim=-1) @ self.directions[1]
-        features = torch.cat([torch.stack(per_model, -1).permute(1, 0, 2).flatten(1), (1 - torch.exp(-kl)).t(),
-                              heads, relations], dim=1)
+        """Features of the current batch. The student's scores are kept with their graph: the student does not change
+        before the step on this batch, which then reuses them instead of a second forward."""
+        batch = self.batch
+        table = self.student.entity_table()
+        self.student_scores = self.student.query(batch[:, 0], batch[:, 1], table) @ table.t()
+        with torch.no_grad():
+            scores = torch.cat([self.student_scores.detach().unsqueeze(0), self.teacher_logits])  # [K + 1, B, E]
+            features = self._query_features(scores, table)
         return features.clamp_(-1.0, 1.0).flatten().cpu().numpy().astype(np.float32)
+
+    def _query_features(self, scores: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """[B, F] features from the student's and teachers' scores [K + 1, B, E] (see the class docstring); ``scores``
+        is overwritten.
+
+        One exp pass serves every softmax statistic: with ``e = exp(z - max)`` and ``s = sum e``, ``p = e / s`` and
+        ``log p = z - max - log s``, so ``sum p log p = (e . z) / s - max - log s``, and the cross term of
+        ``KL(teacher || student)`` is ``(e_teacher . z_student) / s_teacher - max_student - log s_student``."""
+        models, size, num_entities = scores.shape
+        rows, targets = torch.arange(size, device=self.device), self.batch[:, 2]
+        flat = scores.view(models * size, num_entities)
+        maxima = flat.amax(-1, keepdim=True)
+        exps = (flat - maxima).exp_()
+        sums = exps.sum(-1)
+        log_normaliser = (maxima.squeeze(-1) + sums.log()).view(models, size)  # log sum exp z, per model and query
+        negative_entropy = row_dot(exps, flat).view(models, size) / sums.view(models, size) - log_normaliser
+        cross = torch.stack([row_dot(teacher, flat[:size]) for teacher in exps[size:].split(size)])
+        expected_student_log_prob = cross / sums[size:].view(models - 1, size) - log_normaliser[0]
+        kl = (negative_entropy[1:] - expected_student_log_prob).clamp_(min=0)  # KL(teacher || student)
+        probs = (exps / sums.unsqueeze(-1)).view(models, size, num_entities)
+        neighbour_rows, neighbour_entities = self.neighbours
+        neighbour_mass = torch.zeros(models, size, device=self.device).index_add_(
+            1, neighbour_rows, probs[:, neighbour_rows, neighbour_entities])
+        target_probs = probs[:, rows, targets]
+        # realistic rank - 1 = (E - 1 + sum_j sign(s_j - s_target)) / 2, the target's own sign being 0
+        signs = scores.sub_(scores[:, rows, targets].unsqueeze(-1)).sign_().sum(-1)
+        ranks = 1.0 + (signs + num_entities - 1) / 2
+        log_entities = math.log(num_entities)
+        per_model = torch.stack([target_probs, torch.log(ranks) / log_entities, -negative_entropy / log_entities,
+                                 neighbour_mass], dim=-1)  # [K + 1, B, 4]
+        heads = F.normalize(table[self.batch[:, 0]], dim=-1) @ self.directions[0]
+        relations = F.normalize(self.student.relation(self.batch[:, 1]), dim=-1) @ self.directions[1]
+        return torch.cat([per_model.permute(1, 0, 2).flatten(1), (1 - torch.exp(-kl)).t(), heads, relations], dim=1)
 
     def _selection(self, action: np.ndarray) -> torch.Tensor:
         action = np.asarray(action)
@@ -243,7 +262,6 @@ class TeacherCombinationEnv(gym.Env):
         return drops
 
     def _evaluate_valid(self) -> float:
-        self.student.eval()
         mrr = evaluate(self.student, self.dataset, "valid", device=self.device)["mrr"]
         if mrr > self.best_valid_mrr:
             self.best_valid_mrr = mrr

@@ -69,13 +69,13 @@ def decoupled_kl(
 
     mass_p_in, mass_q_in = per_query(teacher_in.exp()), per_query(student_in.exp())
     sum_in = per_query(teacher_in.exp() * (teacher_in - student_in))
-    sum_all = _row_dot(teacher, teacher_log_probs) - _row_dot(teacher, student_log_probs)
+    sum_all = row_dot(teacher, teacher_log_probs) - row_dot(teacher, student_log_probs)
     kl_in, binary_in = _side_terms(sum_in, mass_p_in, mass_q_in)
     kl_out, binary_out = _side_terms(sum_all - sum_in, 1.0 - mass_p_in, 1.0 - mass_q_in)
     return binary_in + binary_out + alpha * kl_in + beta * kl_out
 
 
-def _row_dot(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+def row_dot(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     """``(left * right).sum(-1)`` as a batched dot product, without an [B, E] temporary."""
     return torch.bmm(left.unsqueeze(1), right.unsqueeze(2)).view(len(left))
 

@@ -135,3 +135,28 @@ def test_bad_input_is_refused(env, planted_cache):
         TeacherCombinationEnv(reward_mode="loss", cache_dir=planted_cache, progress=False)
     with pytest.raises(TypeError, match="unexpected keyword argument 'batchsize'"):
         gym.make("DSoM-Synthetic-v0", batchsize=8)
+
+
+def test_observation_features_match_a_direct_computation(env):
+    observation = env.reset(seed=2)[0].reshape(env.batch_size, env.num_features)
+    batch = env.batch
+    scores = [env.student(batch).detach(), *env.teacher_logits]
+    targets = batch[:, 2]
+    neighbours = env.dataset.neighbour_mask(batch[:, 0])
+    student_log_probs = torch.log_softmax(scores[0], -1)
+    for model, model_scores in enumerate(scores):
+        log_probs = torch.log_softmax(model_scores.double(), -1)
+        probs = log_probs.exp()
+        target_scores = model_scores.gather(1, targets[:, None])
+        rank = 1 + (model_scores > target_scores).sum(1) + ((model_scores == target_scores).sum(1) - 1) / 2
+        expected = torch.stack([probs.gather(1, targets[:, None]).squeeze(1),
+                                torch.log(rank.double()) / np.log(env.dataset.num_entities),
+                                -(probs * log_probs).sum(1) / np.log(env.dataset.num_entities),
+                                (probs * neighbours).sum(1)], 1)
+        torch.testing.assert_close(torch.from_numpy(observation[:, 4 * model : 4 * model + 4]).double(),
+                                   expected.clamp(-1, 1), atol=1e-5, rtol=1e-4)
+        if model:
+            kl = (probs * (log_probs - student_log_probs.double())).sum(1)
+            column = 4 * len(scores) + model - 1
+            torch.testing.assert_close(torch.from_numpy(observation[:, column]).double(), 1 - torch.exp(-kl),
+                                       atol=1e-5, rtol=1e-4)

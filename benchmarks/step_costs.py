@@ -1,10 +1,11 @@
-"""Cost of one distillation step with K=3 teachers, teachers' forward included, against a plain student step.
+"""Costs of a plain student step, a distillation step with K=3 teachers (their forward included) and env.step.
 
 The teachers have MKG-W's shapes (structure at twice the student's rank, text and text-fusion over 384-d
-features); their weights and features are random, which does not change the cost. Each timing is the best of
-``--repeats`` interleaved rounds of ``--steps`` optimiser steps on the same batches.
+features); their weights and features are random, which does not change the cost. ``env.step`` chooses every
+teacher for every query, so it does the same distillation step and adds the observation and the reward. Each timing
+is the best of ``--repeats`` interleaved rounds of ``--steps`` steps on the same batches.
 
-    python benchmarks/distill_step.py --data-dir ../shared/datasets
+    python benchmarks/step_costs.py --data-dir ../shared/datasets
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import argparse
 import json
 import time
 
+import numpy as np
 import torch
 
 from dsom_env.cache import atomic_write_text
 from dsom_env.data import load_dataset
+from dsom_env.env import TeacherCombinationEnv
 from dsom_env.teachers import TeacherPool
 from students.complex import ComplEx
 from students.distill import DistillConfig, StaticDistillation
@@ -33,7 +36,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--output", default="benchmarks/results/distill_step.json")
+    parser.add_argument("--output", default="benchmarks/results/step_costs.json")
     args = parser.parse_args()
 
     dataset = load_dataset("MKG-W", args.data_dir)
@@ -63,8 +66,17 @@ def main() -> None:
         for batch in batches:
             pool.logits(batch)
 
+    env = TeacherCombinationEnv(dataset, teacher_pool=pool, batch_size=args.batch_size, student_rank=args.rank,
+                                learning_rate=config.learning_rate, n3_weight=config.n3_weight)
+    everyone = np.ones(env.action_space.n, dtype=np.int8)
+    env.reset(seed=0)  # an MKG-W episode is longer than all the timed steps together
+
+    def env_steps() -> None:
+        for _ in batches:
+            env.step(everyone)
+
     functions = {"plain": lambda: steps(lambda b: student.loss(b, config.n3_weight)),
-                 "distilled": lambda: steps(distilled), "teachers_forward": teachers_only}
+                 "distilled": lambda: steps(distilled), "teachers_forward": teachers_only, "env_step": env_steps}
     best = {name: float("inf") for name in functions}
     for round_ in range(args.repeats + 1):
         for name, function in functions.items():
@@ -73,15 +85,17 @@ def main() -> None:
             if round_:
                 best[name] = min(best[name], (time.perf_counter() - started) / len(batches))
     report = {
-        "command": "python benchmarks/distill_step.py --data-dir ../shared/datasets",
+        "command": "python benchmarks/step_costs.py --data-dir ../shared/datasets",
         "batch_size": args.batch_size, "student_rank": args.rank, "teachers": pool.names,
         "seconds_per_step": best,
         "ratio_distilled_to_plain": best["distilled"] / best["plain"],
+        "ratio_env_step_to_distilled": best["env_step"] / best["distilled"],
         "share_of_teachers_forward": best["teachers_forward"] / best["distilled"],
     }
     print(f"plain step {best['plain']:.3f}s, distilled step {best['distilled']:.3f}s "
           f"(ratio {report['ratio_distilled_to_plain']:.2f}); teachers' forward {best['teachers_forward']:.3f}s "
-          f"= {100 * report['share_of_teachers_forward']:.0f}% of a distilled step")
+          f"= {100 * report['share_of_teachers_forward']:.0f}% of a distilled step; env.step {best['env_step']:.3f}s "
+          f"(ratio to the distilled step {report['ratio_env_step_to_distilled']:.2f}, target <= 1.15)")
     atomic_write_text(json.dumps(report, indent=2) + "\n", args.output)
 
 
