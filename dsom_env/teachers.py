@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dsom_env.cache import atomic_save, default_cache_dir
-from dsom_env.data import KGDataset, resolve_data_dir
+from dsom_env.data import DatasetError, KGDataset, resolve_data_dir
 from dsom_env.features import FeatureError, load_published_features, planted_features, text_features
 from students.complex import ComplEx
 from students.evaluate import evaluate
@@ -64,13 +64,11 @@ def teacher_zoo(dataset: KGDataset, data_dir: str | os.PathLike | None = None) -
         TeacherSpec("text", "textual", config=student),
         TeacherSpec("text-fusion", "textual", fuse_structure=True, config=student),
     ]
-    if data_dir is not None or os.environ.get("DSOM_DATA_DIR"):
-        root = resolve_data_dir(data_dir, dataset.name)
-        if load_published_features(dataset, "visual", root) is not None:
-            specs += [
-                TeacherSpec("visual", "visual", config=student),
-                TeacherSpec("visual-fusion", "visual", fuse_structure=True, config=student),
-            ]
+    if _published_features(dataset, "visual", data_dir) is not None:
+        specs += [
+            TeacherSpec("visual", "visual", config=student),
+            TeacherSpec("visual-fusion", "visual", fuse_structure=True, config=student),
+        ]
     return specs
 
 
@@ -119,12 +117,23 @@ def modality_features(
     embeddings of the entity names (and descriptions) computed here and cached."""
     if modality.startswith(PLANTED):
         return planted_features(dataset, int(modality.removeprefix(PLANTED)))
-    published = load_published_features(dataset, modality, resolve_data_dir(data_dir, dataset.name))
+    published = _published_features(dataset, modality, data_dir)
     if published is not None:
         return published
     if modality == "textual":
         return text_features(dataset, cache_dir, device=str(device), progress=progress)
     raise FeatureError(f"no {modality} features for {dataset.name}: put the published file in its embeddings/ folder")
+
+
+def _published_features(
+    dataset: KGDataset, modality: str, data_dir: str | os.PathLike | None
+) -> torch.Tensor | None:
+    """The user's published feature file for ``modality``, or None when there is none (or no data folder at all)."""
+    try:
+        root = resolve_data_dir(data_dir, dataset.name)
+    except DatasetError:
+        return None
+    return load_published_features(dataset, modality, root)
 
 
 def train_teachers(

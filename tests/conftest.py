@@ -11,6 +11,18 @@ from dsom_env.data import DATA_DIR_VARIABLE, KGDataset, load_dataset, synthetic_
 from dsom_env.teachers import teacher_zoo, train_teachers
 
 
+def write_openke(root: Path, name: str = "MKG-Y", train: str = "2\n0 1 0\n1 2 1\n", valid: str = "1\n2 0 0\n",
+                 test: str = "1\n0 2 1\n") -> Path:
+    """A three-entity dataset in the OpenKE layout (lines are 'head tail relation')."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "entity2id.txt").write_text("3\nAlpha_One 0\nBeta 1\nGamma 2\n")
+    (folder / "relation2id.txt").write_text("2\nwasBornIn 0\nplaysFor 1\n")
+    for split, text in (("train", train), ("valid", valid), ("test", test)):
+        (folder / f"{split}2id.txt").write_text(text)
+    return root
+
+
 @pytest.fixture(scope="session")
 def synthetic() -> KGDataset:
     return synthetic_dataset(num_entities=200, num_relations=4, num_triples=2000, num_clusters=20, seed=3)

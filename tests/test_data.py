@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
+from conftest import write_openke
 from dsom_env.data import DatasetError, load_dataset, synthetic_dataset
-
-
-def write_openke(root: Path, name: str = "MKG-Y", train: str = "2\n0 1 0\n1 2 1\n", valid: str = "1\n2 0 0\n",
-                 test: str = "1\n0 2 1\n") -> Path:
-    """A three-entity dataset in the OpenKE layout (lines are 'head tail relation')."""
-    folder = root / name
-    folder.mkdir(parents=True)
-    (folder / "entity2id.txt").write_text("3\nAlpha_One 0\nBeta 1\nGamma 2\n")
-    (folder / "relation2id.txt").write_text("2\nwasBornIn 0\nplaysFor 1\n")
-    for split, text in (("train", train), ("valid", valid), ("test", test)):
-        (folder / f"{split}2id.txt").write_text(text)
-    return root
 
 
 def test_loads_openke_columns_as_head_relation_tail(tmp_path):

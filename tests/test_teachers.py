@@ -8,6 +8,8 @@ import shutil
 import pytest
 import torch
 
+from conftest import write_openke
+from dsom_env.data import load_dataset
 from dsom_env.teachers import TeacherPool, load_teacher, select_specs, teacher_dir, teacher_zoo, train_teachers
 from students.distill import DistillConfig, StaticDistillation, distillation_loss
 from students.evaluate import rank_queries, ranking_metrics
@@ -81,3 +83,13 @@ def test_cli_trains_a_distilled_student_from_cached_teachers(cache, tmp_path):
                  "--distill", "planted-1", "--tau", "3", "--cache-dir", str(cache), "--run-dir", str(run_dir)]) == 0
     results = json.loads((run_dir / "results.json").read_text())
     assert results["teachers"] == ["planted-1"] and results["distill"]["tau"] == 3.0
+
+
+def test_the_visual_teachers_join_when_the_published_file_is_there(tmp_path, monkeypatch):
+    monkeypatch.delenv("DSOM_DATA_DIR", raising=False)
+    root = write_openke(tmp_path)
+    dataset = load_dataset("MKG-Y", root)
+    assert [spec.name for spec in teacher_zoo(dataset)] == ["structure", "text", "text-fusion"]
+    (root / "MKG-Y" / "embeddings").mkdir()
+    torch.save(torch.randn(3, 5), root / "MKG-Y" / "embeddings" / "MKG-Y-visual.pth")
+    assert [spec.name for spec in teacher_zoo(dataset, root)][-2:] == ["visual", "visual-fusion"]
