@@ -62,8 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     build.set_defaults(run=_teachers_train)
 
     student = commands.add_parser("student", help="the ComplEx student").add_subparsers(required=True, metavar="{train}")
-    train = student.add_parser("train", help="train and evaluate the ComplEx student, plain or distilled",
-                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train = student.add_parser("train", help="train and evaluate the ComplEx student, plain or distilled")
     _add_dataset(train)
     _add_fields(train, TrainConfig)
     train.add_argument("--distill", default=None,
@@ -79,8 +78,26 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_dataset(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="MKG-W", choices=[*DATASETS, SYNTHETIC], metavar="DATASET",
-                        help=f"one of {', '.join([*DATASETS, SYNTHETIC])}")
+                        help=f"one of {', '.join([*DATASETS, SYNTHETIC])} (default: MKG-W)")
     _add_data_dir(parser)
+
+
+OPTION_HELP = {
+    "rank": "complex rank k of the student (2k floats per embedding)",
+    "n3_weight": "weight of the N3 regulariser",
+    "optimizer": "adagrad or adam",
+    "learning_rate": "optimiser learning rate",
+    "batch_size": "queries per optimiser step",
+    "max_epochs": "most epochs to train",
+    "eval_every": "epochs between valid evaluations",
+    "patience": "valid evaluations without improvement before stopping",
+    "init_scale": "standard deviation of the initial embeddings",
+    "seed": "seed of the initial weights and the query order",
+    "tau": "distillation temperature",
+    "alpha": "weight of the KL on the head's neighbours",
+    "beta": "weight of the KL on the other entities",
+    "gamma": "weight of the distillation term against the hard-label loss",
+}
 
 
 def _add_fields(parser: argparse.ArgumentParser, config_type: type) -> None:
@@ -88,7 +105,8 @@ def _add_fields(parser: argparse.ArgumentParser, config_type: type) -> None:
     defaults = config_type()
     for field in fields(config_type):
         value = getattr(defaults, field.name)
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(value), default=value)
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(value), default=value,
+                            help=f"{OPTION_HELP[field.name]} (default: {value})")
 
 
 def _add_runtime(parser: argparse.ArgumentParser) -> None:
