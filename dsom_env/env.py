@@ -68,7 +68,11 @@ class TeacherCombinationEnv(gym.Env):
     :param data_dir, cache_dir: where the data is and where features and teachers are cached.
     :param synthetic_seed: seed of the synthetic KG.
     :param device: ``cpu`` or ``cuda``.
+    :param num_threads: torch threads of this process (for vector-env workers); None leaves the setting alone.
     :param progress: progress bars while teachers are built.
+
+    Under a vector env each worker builds its env from these arguments alone and loads the cached teachers itself;
+    train them first (``dsom teachers train`` or one ``gym.make``) so that workers do not all train them.
     """
 
     metadata = {"render_modes": []}
@@ -93,8 +97,11 @@ class TeacherCombinationEnv(gym.Env):
         cache_dir: str | os.PathLike | None = None,
         synthetic_seed: int = 0,
         device: str = "cpu",
+        num_threads: int | None = None,
         progress: bool = True,
     ) -> None:
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)  # one vector-env worker per core, say
         if reward_mode not in REWARD_MODES:
             raise ValueError(f"unknown reward_mode {reward_mode!r}; known: {', '.join(REWARD_MODES)}")
         if batch_size < 1:
