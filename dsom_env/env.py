@@ -52,8 +52,8 @@ class TeacherCombinationEnv(gym.Env):
 
     ## Episode
     Starts with a fresh student (``reset(seed=s)`` rebuilds it and the query order deterministically; ``reset()``
-    without a seed keeps training the same student on a new pass). One pass over the training queries, after which
-    the episode is truncated. ``info`` carries the selection rate of each teacher, the student's loss and, every
+    without a seed keeps training the same student on a new pass). One pass over the training queries in full
+    batches (the fewer than B left over wait for the next pass's shuffle), after which the episode is truncated. ``info`` carries the selection rate of each teacher, the student's loss and, every
     ``eval_every`` steps, its valid MRR; :attr:`best_student_state` holds the weights of the best valid MRR so far.
 
     ## Arguments
