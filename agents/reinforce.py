@@ -1,0 +1,95 @@
+"""DSoM's own agent: per-query REINFORCE with a baseline and an entropy bonus.
+
+One small policy network is shared by every query of a batch: a query's observation row in, K Bernoulli gates out
+(gate k open: listen to teacher k). The env's per-query rewards train it directly, so the batch size costs nothing
+in parameters and every query is a sample:
+
+    loss = -mean_b[(r_b - baseline) * log pi(a_b | o_b)] - entropy_coef * mean_b[H(pi(. | o_b))]
+
+with the baseline a running mean of the rewards.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Bernoulli
+
+from dsom_env.cache import atomic_save
+
+
+@dataclass(frozen=True)
+class ReinforceConfig:
+    """Hyper-parameters of the agent."""
+
+    hidden: int = 64
+    learning_rate: float = 3e-3
+    entropy_coef: float = 0.01
+    baseline_momentum: float = 0.9
+    seed: int = 0
+
+
+class GatePolicy(nn.Module):
+    """Maps each query's features [B, F] to the logits [B, K] of K independent Bernoulli gates."""
+
+    def __init__(self, num_features: int, num_teachers: int, hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(num_features, hidden), nn.Tanh(), nn.Linear(hidden, num_teachers))
+
+    def forward(self, features: torch.Tensor) -> Bernoulli:
+        return Bernoulli(logits=self.net(features))
+
+
+class ReinforceAgent:
+    """Chooses teacher subsets per query and learns from per-query rewards.
+
+    :param num_features: features per query (``env.unwrapped.num_features``).
+    :param num_teachers: K.
+    :param config: hyper-parameters.
+    """
+
+    def __init__(self, num_features: int, num_teachers: int, config: ReinforceConfig = ReinforceConfig()) -> None:
+        torch.manual_seed(config.seed)
+        self.config, self.num_features, self.num_teachers = config, num_features, num_teachers
+        self.policy = GatePolicy(num_features, num_teachers, config.hidden)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate)
+        self.baseline = 0.0
+
+    def act(self, observation: np.ndarray, deterministic: bool = False) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        """The env action (flat [B * K] 0/1) for an observation, with each query's log-probability and entropy."""
+        distribution = self.policy(torch.as_tensor(observation, dtype=torch.float32).view(-1, self.num_features))
+        gates = (distribution.probs > 0.5).float() if deterministic else distribution.sample()
+        log_prob, entropy = distribution.log_prob(gates).sum(-1), distribution.entropy().sum(-1)
+        return gates.to(torch.int8).flatten().numpy(), log_prob, entropy
+
+    def update(self, log_prob: torch.Tensor, entropy: torch.Tensor, query_rewards: np.ndarray) -> dict[str, float]:
+        """One policy-gradient step on a batch's per-query rewards; returns the losses for logging."""
+        rewards = torch.as_tensor(query_rewards, dtype=torch.float32)
+        advantage = rewards - self.baseline
+        policy_loss = -(advantage * log_prob).mean()
+        entropy_bonus = entropy.mean()
+        loss = policy_loss - self.config.entropy_coef * entropy_bonus
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        momentum = self.config.baseline_momentum
+        self.baseline = momentum * self.baseline + (1 - momentum) * float(rewards.mean())
+        return {"policy_loss": policy_loss.item(), "entropy": entropy_bonus.item(), "baseline": self.baseline}
+
+    def save(self, path: str | os.PathLike) -> None:
+        atomic_save({"config": asdict(self.config), "num_features": self.num_features,
+                     "num_teachers": self.num_teachers, "policy": self.policy.state_dict(),
+                     "optimizer": self.optimizer.state_dict(), "baseline": self.baseline}, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ReinforceAgent:
+        checkpoint = torch.load(path, weights_only=True)
+        agent = cls(checkpoint["num_features"], checkpoint["num_teachers"], ReinforceConfig(**checkpoint["config"]))
+        agent.policy.load_state_dict(checkpoint["policy"])
+        agent.optimizer.load_state_dict(checkpoint["optimizer"])
+        agent.baseline = checkpoint["baseline"]
+        return agent
