@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -32,6 +34,12 @@ GRID = [
 ]
 
 
+def grid_config(index: int, max_epochs: int = 40, patience: int = 5) -> TrainConfig:
+    rank, n3_weight, learning_rate, batch_size = GRID[index]
+    return TrainConfig(rank=rank, n3_weight=n3_weight, learning_rate=learning_rate, batch_size=batch_size,
+                       max_epochs=max_epochs, patience=patience)
+
+
 def config_name(config: TrainConfig) -> str:
     return f"rank{config.rank}_n3{config.n3_weight}_lr{config.learning_rate}_batch{config.batch_size}"
 
@@ -50,9 +58,7 @@ def main() -> None:
     dataset = load_dataset("MKG-W", args.data_dir)
     runs = []
     for index in args.configs if args.configs is not None else range(len(GRID)):
-        rank, n3_weight, learning_rate, batch_size = GRID[index]
-        config = TrainConfig(rank=rank, n3_weight=n3_weight, learning_rate=learning_rate, batch_size=batch_size,
-                             max_epochs=args.max_epochs, patience=args.patience)
+        config = grid_config(index, args.max_epochs, args.patience)
         run_dir = Path(args.run_dir) / config_name(config)
         result_file = run_dir / "result.json"
         if not result_file.is_file():
@@ -75,7 +81,7 @@ def main() -> None:
     summary = {
         "dataset": "MKG-W",
         "protocol": "filtered (train+valid+test), tail and reciprocal head queries, realistic ranks, percent",
-        "command": "python benchmarks/tune_complex.py --data-dir ../shared/datasets",
+        "command": shlex.join(["python", *sys.argv]),
         "chosen": chosen["name"],
         "config": chosen["config"],
         "best_epoch": chosen["best_epoch"],
@@ -83,6 +89,7 @@ def main() -> None:
         "test": test,
         "candidates": [{"name": r["name"], "valid_mrr": r["valid"]["valid_mrr"], "best_epoch": r["best_epoch"],
                         "epochs_run": r["epochs_run"]} for r in runs],
+        "grid_not_run": sorted({config_name(grid_config(i)) for i in range(len(GRID))} - {r["name"] for r in runs}),
     }
     atomic_write_text(json.dumps(summary, indent=2) + "\n", args.output)
     print(f"chosen {chosen['name']}: valid MRR {chosen['valid']['valid_mrr']:.2f}, test " +
