@@ -17,13 +17,11 @@ from pathlib import Path
 import torch
 
 from agents.student_run import run_student
-from dsom_env.data import DATASETS, DatasetError, KGDataset, load_dataset, synthetic_dataset
+from dsom_env.data import DATASETS, SYNTHETIC, DatasetError, dataset_by_name
 from dsom_env.teachers import select_specs, teacher_zoo, train_teachers
 from students.distill import DistillConfig
 from students.evaluate import HITS_AT
 from students.train import TrainConfig
-
-SYNTHETIC = "synthetic"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     download = data.add_parser("download", help="fetch a dataset's files from their public upstream")
     download.add_argument("dataset", choices=list(DATASETS), metavar="DATASET")
     download.add_argument("--data-dir", required=True, help="folder that will hold DATASET/")
+    download.add_argument("--base-url", default=None,
+                          help="a mirror laid out as BASE/<repo>/<commit>/<path> (default: GitHub's raw files)")
     download.set_defaults(run=_data_download)
 
     teachers = commands.add_parser("teachers", help="the frozen teachers").add_subparsers(required=True, metavar="{train}")
@@ -120,29 +120,24 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset folders (default: $DSOM_DATA_DIR)")
 
 
-def _dataset(name: str, data_dir: str | None) -> KGDataset:
-    """A benchmark by name, or the synthetic KG with two planted views (the same graph whatever the student's seed)."""
-    return synthetic_dataset(num_views=2) if name == SYNTHETIC else load_dataset(name, data_dir)
-
-
 def _data_info(args: argparse.Namespace) -> int:
-    dataset = _dataset(args.dataset, args.data_dir)
+    dataset = dataset_by_name(args.dataset, args.data_dir)
     for key, value in dataset.summary().items():
         print(f"{key:<10} {value}")
     return 0
 
 
 def _data_download(args: argparse.Namespace) -> int:
-    from dsom_env.download import download_dataset
+    from dsom_env.download import GITHUB_RAW, download_dataset
 
-    paths = download_dataset(args.dataset, args.data_dir)
+    paths = download_dataset(args.dataset, args.data_dir, args.base_url or GITHUB_RAW)
     print(f"{args.dataset}: {len(paths)} files verified in {Path(args.data_dir) / args.dataset}")
     return 0
 
 
 def _teachers_train(args: argparse.Namespace) -> int:
     _check_device(args.device)
-    dataset = _dataset(args.dataset, args.data_dir)
+    dataset = dataset_by_name(args.dataset, args.data_dir)
     specs = select_specs(teacher_zoo(dataset, args.data_dir), _names(args.teachers))
     rows = train_teachers(dataset, specs, args.data_dir, args.cache_dir, args.device, not args.no_progress)
     print(_metrics_table({f"{row['teacher']} {split}": row[split] for row in rows for split in ("valid", "test")}))
@@ -153,7 +148,7 @@ def _student_train(args: argparse.Namespace) -> int:
     _check_device(args.device)
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     distill = DistillConfig(**{f.name: getattr(args, f.name) for f in fields(DistillConfig)})
-    dataset = _dataset(args.dataset, args.data_dir)
+    dataset = dataset_by_name(args.dataset, args.data_dir)
     label = "" if args.distill is None else f"-{args.distill.replace(',', '+')}"
     run_dir = Path(args.run_dir or f"runs/student-{args.dataset}{label}-seed{config.seed}")
     results = run_student(dataset, config, run_dir, _names(args.distill), distill, args.data_dir, args.cache_dir,

@@ -21,6 +21,7 @@ import torch
 
 DATA_DIR_VARIABLE = "DSOM_DATA_DIR"
 SPLITS = ("train", "valid", "test")
+SYNTHETIC = "synthetic"  # the planted synthetic KG with two views, by name
 
 
 class DatasetError(ValueError):
@@ -356,6 +357,12 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> KGData
         entity_descriptions=descriptions,
         **splits,
     )
+
+
+def dataset_by_name(name: str, data_dir: str | os.PathLike | None = None, synthetic_seed: int = 0) -> KGDataset:
+    """A benchmark by name, or ``"synthetic"``: the planted KG with two views that the synthetic env and
+    ``--dataset synthetic`` use."""
+    return synthetic_dataset(num_views=2, seed=synthetic_seed) if name == SYNTHETIC else load_dataset(name, data_dir)
 
 
 def _clean_valid(name: str, splits: dict[str, torch.Tensor]) -> torch.Tensor:

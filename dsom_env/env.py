@@ -13,14 +13,13 @@ import torch
 from gymnasium import spaces
 from torch.nn import functional as F
 
-from dsom_env.data import KGDataset, load_dataset, synthetic_dataset
+from dsom_env.data import SYNTHETIC, KGDataset, dataset_by_name
 from dsom_env.teachers import TeacherPool
 from students.distill import DistillConfig, row_dot, distillation_loss
 from students.evaluate import evaluate
 from students.train import OPTIMIZERS, TrainConfig, build_student
 
 REWARD_MODES = ("improvement", "beneficial", "heldout")
-SYNTHETIC = "synthetic"
 EMBEDDING_FEATURES = 8  # random unit directions each embedding is projected on
 
 
@@ -106,7 +105,7 @@ class TeacherCombinationEnv(gym.Env):
             raise ValueError(f"unknown reward_mode {reward_mode!r}; known: {', '.join(REWARD_MODES)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.dataset = _as_dataset(dataset, data_dir, synthetic_seed)
+        self.dataset = dataset if isinstance(dataset, KGDataset) else dataset_by_name(dataset, data_dir, synthetic_seed)
         self.device = torch.device(device)
         if teacher_pool is not None and teachers is not None:
             raise ValueError("give teachers (names) or teacher_pool, not both")
@@ -274,11 +273,3 @@ class TeacherCombinationEnv(gym.Env):
             self.best_valid_mrr = mrr
             self.best_student_state = {k: v.detach().clone() for k, v in self.student.state_dict().items()}
         return mrr
-
-
-def _as_dataset(dataset: str | KGDataset, data_dir: str | os.PathLike | None, synthetic_seed: int) -> KGDataset:
-    if isinstance(dataset, KGDataset):
-        return dataset
-    if dataset == SYNTHETIC:
-        return synthetic_dataset(num_views=2, seed=synthetic_seed)
-    return load_dataset(dataset, data_dir)

@@ -197,3 +197,12 @@ def test_files_without_raw_upstream_are_named_in_a_warning(
     message = str(caught[0].message)
     for name in ("train.txt", "valid.txt", "test.txt", "entity_text_by_id.tsv"):
         assert name in message
+
+
+def test_dsom_data_download_fetches_a_loadable_dataset(shared_datasets: Path, upstream: Upstream, tmp_path: Path) -> None:
+    from agents.cli import main
+    from dsom_env.data import load_dataset
+
+    upstream.publish(shared_datasets, SMALL_DATASET)
+    assert main(["data", "download", SMALL_DATASET, "--data-dir", str(tmp_path), "--base-url", upstream.base_url]) == 0
+    assert load_dataset(SMALL_DATASET, tmp_path).summary() == load_dataset(SMALL_DATASET, shared_datasets).summary()
