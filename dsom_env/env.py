@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import gymnasium as gym
@@ -137,8 +138,7 @@ class TeacherCombinationEnv(gym.Env):
         super().reset(seed=seed)
         if seed is not None or self.student is None:
             student_seed = 0 if seed is None else seed
-            self.student = build_student(self.dataset, TrainConfig(**{**vars(self.student_config), "seed": student_seed}),
-                                         self.device)
+            self.student = build_student(self.dataset, replace(self.student_config, seed=student_seed), self.device)
             self.optimizer = OPTIMIZERS[self.student_config.optimizer](self.student.parameters(),
                                                                        lr=self.student_config.learning_rate)
             self.generator = torch.Generator().manual_seed(student_seed)
@@ -199,7 +199,7 @@ class TeacherCombinationEnv(gym.Env):
         before the step on this batch, which then reuses them instead of a second forward."""
         batch = self.batch
         table = self.student.entity_table()
-        self.student_scores = self.student.query(batch[:, 0], batch[:, 1], table) @ table.t()
+        self.student_scores = self.student(batch, table)
         with torch.no_grad():
             scores = torch.cat([self.student_scores.detach().unsqueeze(0), self.teacher_logits])  # [K + 1, B, E]
             features = self._query_features(scores, table)

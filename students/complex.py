@@ -41,9 +41,10 @@ class ComplEx(nn.Module):
         rel_re, rel_im = self.relation(relations).chunk(2, dim=-1)
         return torch.cat([head_re * rel_re - head_im * rel_im, head_re * rel_im + head_im * rel_re], dim=-1)
 
-    def forward(self, queries: torch.Tensor) -> torch.Tensor:
-        """Scores [B, E] of every entity as the tail of each query row (h, r, ...)."""
-        table = self.entity_table()
+    def forward(self, queries: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores [B, E] of every entity as the tail of each query row (h, r, ...); ``table`` is the entity table
+        when the caller has already computed it (for N3 on the same graph, say)."""
+        table = self.entity_table() if table is None else table
         return self.query(queries[:, 0], queries[:, 1], table) @ table.t()
 
     def n3(self, queries: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
@@ -57,5 +58,4 @@ class ComplEx(nn.Module):
     def loss(self, queries: torch.Tensor, n3_weight: float) -> torch.Tensor:
         """1-vs-all cross-entropy of the true tails plus ``n3_weight`` times N3."""
         table = self.entity_table()
-        scores = self.query(queries[:, 0], queries[:, 1], table) @ table.t()
-        return F.cross_entropy(scores, queries[:, 2]) + n3_weight * self.n3(queries, table)
+        return F.cross_entropy(self(queries, table), queries[:, 2]) + n3_weight * self.n3(queries, table)

@@ -178,7 +178,7 @@ class StaticDistillation:
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         table = self.student.entity_table()
-        scores = self.student.query(batch[:, 0], batch[:, 1], table) @ table.t()
+        scores = self.student(batch, table)
         selection = self.selection.expand(len(batch), -1)
         neighbours = self.neighbour_index.gather(batch[:, 0])
         losses = distillation_loss(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import gymnasium as gym
 import numpy as np
@@ -15,7 +16,7 @@ import dsom_env  # noqa: F401  (registers the environments)
 from dsom_env.env import TeacherCombinationEnv
 from dsom_env.teachers import TeacherPool
 from students.distill import DistillConfig, StaticDistillation
-from students.train import OPTIMIZERS, TrainConfig, build_student
+from students.train import OPTIMIZERS, build_student
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def test_reset_with_a_seed_repeats_observations_and_rewards(env):
 
 def manual_step(env, seed, batch_loss_of):
     """The first batch's optimiser step taken outside the env, on a student built like the env's."""
-    student = build_student(env.dataset, TrainConfig(**{**vars(env.student_config), "seed": seed}))
+    student = build_student(env.dataset, replace(env.student_config, seed=seed))
     optimizer = OPTIMIZERS[env.student_config.optimizer](student.parameters(), lr=env.student_config.learning_rate)
     loss = batch_loss_of(student)(env.batch)
     optimizer.zero_grad()
