@@ -92,6 +92,7 @@ class KGDataset:
     planted: dict[str, torch.Tensor] | None = None
     _filter_index: CSRIndex | None = field(default=None, repr=False)
     _neighbour_index: CSRIndex | None = field(default=None, repr=False)
+    _fingerprint: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for split in SPLITS:
@@ -148,10 +149,12 @@ class KGDataset:
 
     def fingerprint(self) -> str:
         """sha256 of the name, counts and splits: caches and checkpoints built on this graph carry it."""
-        digest = hashlib.sha256(f"{self.name}:{self.num_entities}:{self.num_relations}".encode())
-        for split in SPLITS:
-            digest.update(self.split(split).numpy().tobytes())
-        return digest.hexdigest()
+        if self._fingerprint is None:
+            digest = hashlib.sha256(f"{self.name}:{self.num_entities}:{self.num_relations}".encode())
+            for split in SPLITS:
+                digest.update(self.split(split).numpy().tobytes())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
 
     def summary(self) -> dict[str, int]:
         return {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -58,7 +58,7 @@ def teacher_zoo(dataset: KGDataset, data_dir: str | os.PathLike | None = None) -
             TeacherSpec(f"{PLANTED}{view}", f"{PLANTED}{view}", config=small) for view in range(views)
         ]
     student = TrainConfig()
-    structure = TrainConfig(**{**asdict(student), "rank": 2 * student.rank})
+    structure = replace(student, rank=2 * student.rank)
     specs = [
         TeacherSpec("structure", config=structure),
         TeacherSpec("text", "textual", config=student),
@@ -148,20 +148,34 @@ def train_teachers(
     valid and test metrics and whether it was trained now."""
     rows = []
     for spec in specs:
-        directory = teacher_dir(dataset, spec, cache_dir)
-        trained_now = not (directory / "teacher.pt").is_file()
-        if trained_now:
-            if progress:
-                tqdm.write(f"training teacher {spec.name} on {dataset.name}")
-            model = build_teacher(dataset, spec, data_dir, cache_dir, device, progress)
-            state = Trainer(model, dataset, spec.config, directory / "checkpoints", device=device, progress=progress).fit()
-            model.eval()
-            metrics = {split: evaluate(model, dataset, split, device=device) for split in ("valid", "test")}
-            atomic_save({"dataset": dataset.fingerprint(), "spec": _spec_record(spec), "model": model.state_dict(),
-                         "metrics": metrics, "best_epoch": state.best_epoch}, directory / "teacher.pt")
-        checkpoint = _read_checkpoint(dataset, spec, directory / "teacher.pt", device)
+        trained_now = ensure_trained(dataset, spec, data_dir, cache_dir, device, progress)
+        checkpoint = _read_checkpoint(dataset, spec, teacher_dir(dataset, spec, cache_dir) / "teacher.pt", device)
         rows.append({"teacher": spec.name, "trained_now": trained_now, **checkpoint["metrics"]})
     return rows
+
+
+def ensure_trained(
+    dataset: KGDataset,
+    spec: TeacherSpec,
+    data_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> bool:
+    """Train ``spec``'s teacher and cache it with its valid and test metrics, unless it is cached already; returns
+    whether it was trained now."""
+    directory = teacher_dir(dataset, spec, cache_dir)
+    if (directory / "teacher.pt").is_file():
+        return False
+    if progress:
+        tqdm.write(f"training teacher {spec.name} on {dataset.name}")
+    model = build_teacher(dataset, spec, data_dir, cache_dir, device, progress)
+    state = Trainer(model, dataset, spec.config, directory / "checkpoints", device=device, progress=progress).fit()
+    model.eval()
+    metrics = {split: evaluate(model, dataset, split, device=device) for split in ("valid", "test")}
+    atomic_save({"dataset": dataset.fingerprint(), "spec": _spec_record(spec), "model": model.state_dict(),
+                 "metrics": metrics, "best_epoch": state.best_epoch}, directory / "teacher.pt")
+    return True
 
 
 def load_teacher(
@@ -228,7 +242,8 @@ class TeacherPool:
         """The named teachers of ``dataset`` (all of its zoo when None), training the missing ones first."""
         specs = select_specs(teacher_zoo(dataset, data_dir), names)
         if train_missing:
-            train_teachers(dataset, specs, data_dir, cache_dir, device, progress)
+            for spec in specs:
+                ensure_trained(dataset, spec, data_dir, cache_dir, device, progress)
         return cls([spec.name for spec in specs],
                    [load_teacher(dataset, spec, data_dir, cache_dir, device) for spec in specs], device)
 
