@@ -1,11 +1,14 @@
 """Teachers, plain students and students distilled from all teachers, side by side, over several seeds.
 
-Trains the dataset's missing teachers (cached), then for each seed a plain ComplEx student and one distilled from
-every teacher with the same configuration and budget; each run checkpoints under ``--run-dir`` and a finished run is
-read back, not retrained, so the benchmark resumes. Writes the teachers' metrics, each run's valid and test metrics,
-and the mean and spread of test MRR to ``benchmarks/results/distill_<dataset>.json``.
+Trains the dataset's missing teachers (cached); picks the distillation weights on valid MRR with the first seed among
+a small grid (``--grid``), or takes them from the command line (``--tau`` ...); then trains, for each seed, a plain
+ComplEx student and one distilled from every teacher with the same configuration and budget. Each run checkpoints
+under ``--run-dir`` and a finished run is read back, not retrained, so the benchmark resumes. Writes the teachers'
+metrics, the grid, each run's valid and test metrics and the mean and spread of test MRR to
+``benchmarks/results/distill_<dataset>.json``. Test metrics never choose anything.
 
-    python benchmarks/distill_benchmark.py --dataset MKG-W --data-dir ../shared/datasets
+    python benchmarks/distill_benchmark.py --dataset MKG-W --data-dir ../shared/datasets --grid
+    python benchmarks/distill_benchmark.py --dataset MKG-Y --data-dir ../shared/datasets --tau 2 --gamma 1
 """
 
 from __future__ import annotations
@@ -13,57 +16,118 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-from dataclasses import replace
+import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from agents.student_run import run_student
 from dsom_env.cache import atomic_write_text
-from dsom_env.data import DATASETS, load_dataset
+from dsom_env.data import DATASETS, SYNTHETIC, dataset_by_name
 from dsom_env.teachers import teacher_zoo, train_teachers
+from students.distill import DistillConfig
 from students.train import TrainConfig
+
+# Candidates for the distillation weights, each a change from the defaults (student N3 included: distillation
+# regularises the student, so its best N3 weight may be lower than the plain student's).
+GRID = [
+    {},
+    {"tau": 1.0},
+    {"tau": 4.0},
+    {"gamma": 0.5},
+    {"gamma": 2.0},
+    {"n3_weight": 0.02},
+]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="MKG-W", choices=list(DATASETS))
+    parser.add_argument("--dataset", default="MKG-W", choices=[*DATASETS, SYNTHETIC])
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset (default: $DSOM_DATA_DIR)")
     parser.add_argument("--cache-dir", default=None, help="features and teachers (default: $DSOM_CACHE_DIR)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--grid", action="store_true", help="choose the distillation weights on valid among GRID")
+    for name, default in asdict(DistillConfig()).items():
+        parser.add_argument(f"--{name}", type=float, default=default, help=f"distillation {name} (default {default})")
+    parser.add_argument("--n3-weight", type=float, default=TrainConfig().n3_weight, help="the distilled student's N3")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--run-dir", default=None, help="default: benchmarks/runs/distill_DATASET")
     parser.add_argument("--output", default=None, help="default: benchmarks/results/distill_DATASET.json")
     args = parser.parse_args()
 
-    dataset = load_dataset(args.dataset, args.data_dir)
+    started = time.perf_counter()
+    dataset = dataset_by_name(args.dataset, args.data_dir)
     run_dir = Path(args.run_dir or f"benchmarks/runs/distill_{args.dataset}")
     teachers = train_teachers(dataset, teacher_zoo(dataset, args.data_dir), args.data_dir, args.cache_dir, args.device)
+
+    def run(name: str, config: TrainConfig, distill: DistillConfig | None) -> dict:
+        results_file = run_dir / name / "results.json"
+        if results_file.is_file():
+            results = json.loads(results_file.read_text())
+        else:
+            teacher_names = None if distill is None else ["all"]
+            results = run_student(dataset, config, results_file.parent, teacher_names, distill, args.data_dir,
+                                  args.cache_dir, args.device)
+        print(f"{name}: valid MRR {results['valid']['mrr']:.2f}, test MRR {results['test']['mrr']:.2f}", flush=True)
+        return {"seed": config.seed, "n3_weight": config.n3_weight, "distill": results["distill"],
+                "valid": results["valid"], "test": results["test"], "best_epoch": results["best_epoch"]}
+
+    base = TrainConfig(seed=args.seeds[0])
+    distill = DistillConfig(args.tau, args.alpha, args.beta, args.gamma)
+    student = replace(base, n3_weight=args.n3_weight)
+    grid = []
+    if args.grid:
+        for change in GRID:
+            candidate = replace(DistillConfig(), **{k: v for k, v in change.items() if k != "n3_weight"})
+            config = replace(base, n3_weight=change.get("n3_weight", base.n3_weight))
+            grid.append(run(_grid_name(change, args.seeds[0]), config, candidate))
+        best = max(grid, key=lambda row: row["valid"]["mrr"])
+        distill, student = DistillConfig(**best["distill"]), replace(base, n3_weight=best["n3_weight"])
+
     runs: dict[str, list[dict]] = {"plain": [], "all_teachers": []}
     for seed in args.seeds:
-        config = replace(TrainConfig(), seed=seed)
-        for variant, names in (("plain", None), ("all_teachers", ["all"])):
-            results_file = run_dir / f"{variant}-seed{seed}" / "results.json"
-            if results_file.is_file():
-                results = json.loads(results_file.read_text())
-            else:
-                results = run_student(dataset, config, results_file.parent, names, None, args.data_dir,
-                                      args.cache_dir, args.device)
-            runs[variant].append({"seed": seed, "valid": results["valid"], "test": results["test"],
-                                  "best_epoch": results["best_epoch"]})
-            print(f"{variant} seed {seed}: valid MRR {results['valid']['mrr']:.2f}, test MRR {results['test']['mrr']:.2f}")
+        runs["plain"].append(run(f"plain-seed{seed}", replace(base, seed=seed), None))
+        runs["all_teachers"].append(run(f"{_grid_name(_change(distill, student), seed)}", replace(student, seed=seed),
+                                        distill))
 
-    summary = {variant: _spread([run["test"]["mrr"] for run in rows]) for variant, rows in runs.items()}
+    summary = {variant: _spread([row["test"]["mrr"] for row in rows]) for variant, rows in runs.items()}
     report = {
-        "command": f"python benchmarks/distill_benchmark.py --dataset {args.dataset} --data-dir ../shared/datasets",
+        "command": _command(args),
         "dataset": args.dataset,
-        "student_config": {k: v for k, v in vars(TrainConfig()).items() if k != "seed"},
+        "device": args.device,
+        "wall_seconds": time.perf_counter() - started,
+        "student_config": {k: v for k, v in asdict(base).items() if k != "seed"},
+        "distill_chosen": {**asdict(distill), "n3_weight": student.n3_weight,
+                           "chosen_by": "valid MRR of seed %d over the grid" % args.seeds[0] if args.grid else "given"},
         "teachers": teachers,
+        "grid": grid,
         "runs": runs,
         "test_mrr": summary,
         "lift_of_all_teachers_over_plain": summary["all_teachers"]["mean"] - summary["plain"]["mean"],
     }
     atomic_write_text(json.dumps(report, indent=2) + "\n", args.output or f"benchmarks/results/distill_{args.dataset}.json")
-    print(f"test MRR: plain {summary['plain']['mean']:.2f} ± {summary['plain']['std']:.2f}, all teachers "
-          f"{summary['all_teachers']['mean']:.2f} ± {summary['all_teachers']['std']:.2f}")
+    for row in teachers:
+        print(f"teacher {row['teacher']:<14} valid MRR {row['valid']['mrr']:.2f}  test MRR {row['test']['mrr']:.2f}")
+    print(f"test MRR over seeds {args.seeds}: plain {summary['plain']['mean']:.2f} ± {summary['plain']['std']:.2f}, "
+          f"all teachers {summary['all_teachers']['mean']:.2f} ± {summary['all_teachers']['std']:.2f}")
+
+
+def _change(distill: DistillConfig, student: TrainConfig) -> dict:
+    """The settings that differ from the defaults, which name a run."""
+    change = {k: v for k, v in asdict(distill).items() if v != getattr(DistillConfig(), k)}
+    if student.n3_weight != TrainConfig().n3_weight:
+        change["n3_weight"] = student.n3_weight
+    return change
+
+
+def _grid_name(change: dict, seed: int) -> str:
+    settings = "".join(f"_{k}{v:g}" for k, v in sorted(change.items()))
+    return f"all_teachers{settings}-seed{seed}"
+
+
+def _command(args: argparse.Namespace) -> str:
+    line = f"python benchmarks/distill_benchmark.py --dataset {args.dataset} --data-dir ../shared/datasets"
+    line += " --grid" if args.grid else "".join(f" --{k} {getattr(args, k):g}" for k in asdict(DistillConfig()))
+    return line + f" --seeds {' '.join(map(str, args.seeds))}" + (f" --device {args.device}" if args.device != "cpu" else "")
 
 
 def _spread(values: list[float]) -> dict[str, float]:
