@@ -53,8 +53,13 @@ class TeacherCombinationEnv(gym.Env):
     ## Episode
     Starts with a fresh student (``reset(seed=s)`` rebuilds it and the query order deterministically; ``reset()``
     without a seed keeps training the same student on a new pass). One pass over the training queries in full
-    batches (the fewer than B left over wait for the next pass's shuffle), after which the episode is truncated. ``info`` carries the selection rate of each teacher, the student's loss and, every
-    ``eval_every`` steps, its valid MRR; :attr:`best_student_state` holds the weights of the best valid MRR so far.
+    batches (the fewer than B left over wait for the next pass's shuffle), after which the episode is truncated.
+
+    ## Info
+    ``query_rewards`` [B], ``selection`` [B, K] (0/1 as applied), ``relations`` [B] (each query's relation id,
+    reciprocals folded onto their originals), ``selection_rate`` (teacher name -> fraction of queries),
+    ``student_loss``, and every ``eval_every`` steps ``valid_metrics`` (MRR and Hits@k in percent) and
+    ``valid_mrr``. :attr:`best_student_state` holds the weights of the best valid MRR so far.
 
     ## Arguments
     :param dataset: a benchmark name (``MKG-W``, ...), ``"synthetic"`` (planted KG with two views) or a KGDataset.
@@ -172,12 +177,14 @@ class TeacherCombinationEnv(gym.Env):
         self.steps_done += 1
         info = {
             "query_rewards": query_rewards.cpu().numpy(),
+            "selection": selection.to(torch.int8).cpu().numpy(),
             "selection_rate": dict(zip(self.teacher_names, selection.float().mean(0).tolist())),
             "student_loss": loss.item(),
             "relations": (batch[:, 1] % self.dataset.num_relations).cpu().numpy(),
         }
         if self.eval_every and self.steps_done % self.eval_every == 0:
-            info["valid_mrr"] = self._evaluate_valid()
+            info["valid_metrics"] = self._evaluate_valid()
+            info["valid_mrr"] = info["valid_metrics"]["mrr"]
         self.batch_index += 1
         truncated = self.batch_index == len(self.batches)
         if truncated:  # there is no next batch: the last observation is shown again
@@ -267,9 +274,9 @@ class TeacherCombinationEnv(gym.Env):
             return rewards
         return drops
 
-    def _evaluate_valid(self) -> float:
-        mrr = evaluate(self.student, self.dataset, "valid", device=self.device)["mrr"]
-        if mrr > self.best_valid_mrr:
-            self.best_valid_mrr = mrr
+    def _evaluate_valid(self) -> dict[str, float]:
+        metrics = evaluate(self.student, self.dataset, "valid", device=self.device)
+        if metrics["mrr"] > self.best_valid_mrr:
+            self.best_valid_mrr = metrics["mrr"]
             self.best_student_state = {k: v.detach().clone() for k, v in self.student.state_dict().items()}
-        return mrr
+        return metrics
