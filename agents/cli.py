@@ -5,6 +5,8 @@
     dsom student train --dataset MKG-W --rank 512 --max-epochs 30
     dsom teachers train --dataset MKG-W
     dsom student train --dataset MKG-W --distill all
+    dsom train --env DSoM-MKGW-v0 --agent reinforce --seed 0 --logdir runs/
+    dsom plot runs/DSoM-MKGW-v0-reinforce-seed0
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+import gymnasium as gym
 import torch
 
+import dsom_env  # noqa: F401  (registers the environments)
+from agents.dsom_run import RunConfig, run_dsom
 from agents.student_run import run_student
 from dsom_env.data import DATASETS, SYNTHETIC, DatasetError, dataset_by_name
 from dsom_env.teachers import select_specs, teacher_zoo, train_teachers
@@ -29,18 +34,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (DatasetError, ValueError, FileNotFoundError, ImportError) as error:
+    except (DatasetError, ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
         print(f"dsom: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ndsom: interrupted; the last finished epoch is checkpointed, run the same command to resume",
+        print("\ndsom: interrupted; the last finished epoch or episode is checkpointed, run the same command to "
+              "resume",
               file=sys.stderr)
         return 130
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsom", description="Reinforced multimodal distillation on knowledge graphs")
-    commands = parser.add_subparsers(title="commands", required=True, metavar="{data,teachers,student}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="{data,teachers,student,train,plot}")
 
     data = commands.add_parser("data", help="benchmark datasets").add_subparsers(required=True, metavar="{info,download}")
     info = data.add_parser("info", help="print a dataset's counts")
@@ -73,6 +79,34 @@ def _parser() -> argparse.ArgumentParser:
                             "an interrupted run in it resumes")
     _add_runtime(train)
     train.set_defaults(run=_student_train)
+
+    dsom = commands.add_parser("train", help="DSoM: an agent chooses teachers while the student trains in the env")
+    dsom.add_argument("--env", default="DSoM-MKGW-v0", help="a registered DSoM env id (default: DSoM-MKGW-v0)")
+    dsom.add_argument("--agent", default="reinforce",
+                      help="reinforce, ppo, a2c, dqn, or a fixed policy: all, none, random or a teacher's name "
+                           "(default: reinforce)")
+    dsom.add_argument("--seed", type=int, default=0, help="seed of the student, the query order and the agent")
+    dsom.add_argument("--episodes", type=int, default=RunConfig.episodes, help="most passes over the training "
+                      f"queries (default: {RunConfig.episodes})")
+    dsom.add_argument("--patience", type=int, default=RunConfig.patience,
+                      help=f"episodes without a better valid MRR before stopping (default: {RunConfig.patience})")
+    dsom.add_argument("--batch-size", type=int, default=None, help="queries per env step (default: the env's)")
+    dsom.add_argument("--reward-mode", default=None, help="improvement, beneficial, heldout or credit "
+                                                          "(default: the env's)")
+    dsom.add_argument("--heldout-split", default=None, help="train or valid (default: the env's)")
+    dsom.add_argument("--teachers", default=None, help="comma-separated names (default: the dataset's whole zoo)")
+    dsom.add_argument("--logdir", default="runs", help="parent of the run folder (default: runs)")
+    dsom.add_argument("--run-dir", default=None, help="the run folder (default: LOGDIR/ENV-AGENT-seedSEED); an "
+                                                      "interrupted run in it resumes")
+    dsom.add_argument("--overwrite", action="store_true", help="replace a finished run in the run folder")
+    _add_data_dir(dsom)
+    _add_runtime(dsom)
+    dsom.set_defaults(run=_dsom_train)
+
+    plot = commands.add_parser("plot", help="render a run's TensorBoard curves to PNG")
+    plot.add_argument("run_dir", metavar="RUN_DIR", help="a run folder of dsom train")
+    plot.add_argument("--output", default=None, help="folder of the PNGs (default: RUN_DIR/plots)")
+    plot.set_defaults(run=_plot)
     return parser
 
 
@@ -155,6 +189,33 @@ def _student_train(args: argparse.Namespace) -> int:
                           args.device, not args.no_progress)
     print(_metrics_table({"valid": results["valid"], "test": results["test"]}))
     print(f"best epoch {results['best_epoch']} of {results['epochs_run']}; results in {run_dir / 'results.json'}")
+    return 0
+
+
+def _dsom_train(args: argparse.Namespace) -> int:
+    _check_device(args.device)
+    if args.env not in gym.registry or not args.env.startswith("DSoM-"):
+        known = sorted(env_id for env_id in gym.registry if env_id.startswith("DSoM-"))
+        raise ValueError(f"unknown env {args.env!r}; known: {', '.join(known)}")
+    options = {"batch_size": args.batch_size, "reward_mode": args.reward_mode, "heldout_split": args.heldout_split,
+               "teachers": _names(args.teachers), "data_dir": args.data_dir, "cache_dir": args.cache_dir}
+    env_kwargs = {key: value for key, value in options.items() if value is not None}
+    if args.device != "cpu":
+        env_kwargs["device"] = args.device
+    config = RunConfig(args.env, args.agent, args.seed, args.episodes, args.patience, env_kwargs)
+    run_dir = Path(args.run_dir or Path(args.logdir) / f"{args.env}-{args.agent}-seed{args.seed}")
+    results = run_dsom(config, run_dir, args.overwrite, not args.no_progress)
+    print(_metrics_table({"valid": results["valid"], "test": results["test"]}))
+    print(f"best episode {results['best_episode']} of {results['episodes_run']}; results in "
+          f"{run_dir / 'results.json'}; curves: tensorboard --logdir {run_dir}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from agents.plot import plot_run
+
+    for path in plot_run(args.run_dir, args.output):
+        print(path)
     return 0
 
 

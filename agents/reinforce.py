@@ -4,9 +4,10 @@ One small policy network is shared by every query of a batch: a query's observat
 (gate k open: listen to teacher k). The env's per-query rewards train it directly, so the batch size costs nothing
 in parameters and every query is a sample:
 
-    loss = -mean_b[(r_b - baseline) * log pi(a_b | o_b)] - entropy_coef * mean_b[H(pi(. | o_b))]
+    loss = -mean_b[A_b * log pi(a_b | o_b)] - entropy_coef * mean_b[H(pi(. | o_b))],  A_b = (r_b - baseline) / std_b(r)
 
-with the baseline a running mean of the rewards.
+with the baseline a running mean of the rewards. Dividing by the batch's spread of rewards makes the step
+independent of the reward's scale, which differs by orders of magnitude between the env's reward modes.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class ReinforceAgent:
     def update(self, log_prob: torch.Tensor, entropy: torch.Tensor, query_rewards: np.ndarray) -> dict[str, float]:
         """One policy-gradient step on a batch's per-query rewards; returns the losses for logging."""
         rewards = torch.as_tensor(query_rewards, dtype=torch.float32)
-        advantage = rewards - self.baseline
+        advantage = (rewards - self.baseline) / (rewards.std() + torch.finfo(rewards.dtype).tiny)
         policy_loss = -(advantage * log_prob).mean()
         entropy_bonus = entropy.mean()
         loss = policy_loss - self.config.entropy_coef * entropy_bonus
@@ -80,16 +81,21 @@ class ReinforceAgent:
         self.baseline = momentum * self.baseline + (1 - momentum) * float(rewards.mean())
         return {"policy_loss": policy_loss.item(), "entropy": entropy_bonus.item(), "baseline": self.baseline}
 
+    def state_dict(self) -> dict:
+        return {"config": asdict(self.config), "num_features": self.num_features, "num_teachers": self.num_teachers,
+                "policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(), "baseline": self.baseline}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.baseline = state["baseline"]
+
     def save(self, path: str | os.PathLike) -> None:
-        atomic_save({"config": asdict(self.config), "num_features": self.num_features,
-                     "num_teachers": self.num_teachers, "policy": self.policy.state_dict(),
-                     "optimizer": self.optimizer.state_dict(), "baseline": self.baseline}, path)
+        atomic_save(self.state_dict(), path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ReinforceAgent:
-        checkpoint = torch.load(path, weights_only=True)
-        agent = cls(checkpoint["num_features"], checkpoint["num_teachers"], ReinforceConfig(**checkpoint["config"]))
-        agent.policy.load_state_dict(checkpoint["policy"])
-        agent.optimizer.load_state_dict(checkpoint["optimizer"])
-        agent.baseline = checkpoint["baseline"]
+        state = torch.load(path, weights_only=True)
+        agent = cls(state["num_features"], state["num_teachers"], ReinforceConfig(**state["config"]))
+        agent.load_state_dict(state)
         return agent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -17,23 +18,26 @@ def default_cache_dir() -> Path:
 
 def atomic_save(payload: object, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename, so no reader sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    _atomic(path, lambda temporary: torch.save(payload, temporary))
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
     """Write ``text`` to a temporary file in the same folder, then rename."""
+    _atomic(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
+    """Write ``data`` to a temporary file in the same folder, then rename; returns the path."""
+    return _atomic(path, lambda temporary: temporary.write_bytes(data))
+
+
+def _atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        temporary.write_text(text, encoding="utf-8")
+        write(temporary)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+    return path

@@ -20,7 +20,7 @@ from students.distill import DistillConfig, row_dot, distillation_loss
 from students.evaluate import evaluate
 from students.train import OPTIMIZERS, TrainConfig, build_student
 
-REWARD_MODES = ("improvement", "beneficial", "heldout")
+REWARD_MODES = ("improvement", "beneficial", "heldout", "credit")
 EMBEDDING_FEATURES = 8  # random unit directions each embedding is projected on
 
 
@@ -47,7 +47,13 @@ class TeacherCombinationEnv(gym.Env):
     Per query, from the student's hard-label cross-entropy:
     - ``improvement`` (default): its drop on the step's own queries, before minus after the optimiser step;
     - ``beneficial``: that drop minus a running mean of drops, counted only where positive;
-    - ``heldout``: the drop of the mean cross-entropy on a fresh batch of other training queries, shared by all.
+    - ``heldout``: the drop of the mean cross-entropy on a fresh held-out batch, shared by all queries;
+    - ``credit``: each query's own share of that drop, to first order: ``lr / B * grad(L_heldout) . grad(KD_b)``,
+      the alignment of its distillation gradient with the held-out gradient (as in learning to reweight examples,
+      Ren et al., 2018). 0 for a query without teachers, negative for a choice that hurts.
+    Held-out batches come from ``heldout_split``: ``train`` (other training queries) or ``valid``. The teachers
+    have fitted the training queries, so on ``train`` a teacher that memorised them looks helpful everywhere;
+    ``valid`` measures what transfers, at the price of the valid split also steering training (test stays unseen).
     The step's reward is the mean over queries; ``info["query_rewards"]`` holds the per-query values.
 
     ## Episode
@@ -69,6 +75,7 @@ class TeacherCombinationEnv(gym.Env):
     :param student_rank, learning_rate, optimizer, n3_weight: the student's configuration.
     :param tau, alpha, beta, gamma: distillation weights (see ``students.distill``).
     :param reward_mode: one of ``REWARD_MODES``.
+    :param heldout_split: where held-out batches of the ``heldout`` and ``credit`` rewards come from.
     :param eval_every: steps between valid evaluations (0: never).
     :param data_dir, cache_dir: where the data is and where features and teachers are cached.
     :param synthetic_seed: seed of the synthetic KG.
@@ -97,6 +104,7 @@ class TeacherCombinationEnv(gym.Env):
         beta: float = 1.0,
         gamma: float = 1.0,
         reward_mode: str = "improvement",
+        heldout_split: str = "train",
         eval_every: int = 0,
         data_dir: str | os.PathLike | None = None,
         cache_dir: str | os.PathLike | None = None,
@@ -109,6 +117,8 @@ class TeacherCombinationEnv(gym.Env):
             torch.set_num_threads(num_threads)  # one vector-env worker per core, say
         if reward_mode not in REWARD_MODES:
             raise ValueError(f"unknown reward_mode {reward_mode!r}; known: {', '.join(REWARD_MODES)}")
+        if heldout_split not in ("train", "valid"):
+            raise ValueError(f"heldout_split must be 'train' or 'valid', got {heldout_split!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.dataset = dataset if isinstance(dataset, KGDataset) else dataset_by_name(dataset, data_dir, synthetic_seed)
@@ -124,6 +134,7 @@ class TeacherCombinationEnv(gym.Env):
                                           n3_weight=n3_weight, batch_size=batch_size)
         self.distill = DistillConfig(tau=tau, alpha=alpha, beta=beta, gamma=gamma)
         self.train_queries = self.dataset.queries("train").to(self.device)
+        self.heldout_queries = self.dataset.queries(heldout_split).to(self.device)
         self.neighbour_index = self.dataset.neighbour_index.to(self.device)
 
         num_teachers = len(self.pool)
@@ -166,13 +177,15 @@ class TeacherCombinationEnv(gym.Env):
         losses = distillation_loss(scores, batch[:, 2], teacher_logits, selection, self.neighbours,
                                    self.distill.tau, self.distill.alpha, self.distill.beta, self.distill.gamma)
         loss = losses.mean() + self.student_config.n3_weight * self.student.n3(batch)
-        heldout = self._heldout_batch() if self.reward_mode == "heldout" else None
-        before = self._cross_entropy(batch if heldout is None else heldout, scores if heldout is None else None)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        after = self._cross_entropy(batch if heldout is None else heldout)
-        query_rewards = self._query_rewards(before - after)
+        if self.reward_mode == "credit":
+            query_rewards = self._heldout_credit(scores, losses)
+            self._optimise(loss)
+        else:
+            heldout = self._heldout_batch() if self.reward_mode == "heldout" else None
+            before = self._cross_entropy(batch if heldout is None else heldout, scores if heldout is None else None)
+            self._optimise(loss)
+            after = self._cross_entropy(batch if heldout is None else heldout)
+            query_rewards = self._query_rewards(before - after)
 
         self.steps_done += 1
         info = {
@@ -192,6 +205,34 @@ class TeacherCombinationEnv(gym.Env):
         self._load_batch()
         self._last_observation = self._observation()
         return self._last_observation, float(query_rewards.mean()), False, truncated, info
+
+    # --- checkpoints ----------------------------------------------------------------------------------------------
+
+    def training_state(self) -> dict[str, Any]:
+        """What a resumed run needs between two episodes: the student, its optimiser, the query-order generator,
+        the step count, the reward baseline and the best-valid student (tensors and plain types, for
+        ``torch.load(weights_only=True)``)."""
+        if self.student is None:
+            raise RuntimeError("call reset() before training_state()")
+        return {"student": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state(), "steps_done": self.steps_done,
+                "drop_baseline": self.drop_baseline, "best_student": self.best_student_state,
+                "best_valid_mrr": self.best_valid_mrr}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`training_state` into a reset env; the next ``reset()`` (no seed) starts the next pass as
+        the uninterrupted run would have."""
+        if self.student is None:
+            raise RuntimeError("call reset() before load_training_state()")
+        self.student.load_state_dict(state["student"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.steps_done, self.drop_baseline = state["steps_done"], state["drop_baseline"]
+        self.best_student_state, self.best_valid_mrr = state["best_student"], state["best_valid_mrr"]
+
+    @property
+    def steps_per_episode(self) -> int:
+        return len(self.train_queries) // self.batch_size
 
     # --- pieces of a step -----------------------------------------------------------------------------------------
 
@@ -254,6 +295,34 @@ class TeacherCombinationEnv(gym.Env):
                              f"{np.unique(action)[:5]}")
         return torch.as_tensor(action.reshape(shape).astype(bool), device=self.device)
 
+    def _optimise(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def _heldout_credit(self, scores: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+        """Per query, the first-order drop of the held-out cross-entropy L that its distillation term alone causes.
+
+        The term's share of the step moves the weights by ``-lr / B * grad(KD_b)``, which changes L by
+        ``-lr / B * grad(L) . grad(KD_b)``: the drop is ``lr / B`` times the derivative of KD_b along ``grad(L)``,
+        got by the chain rule through the scores, ``dKD_b/ds_b . ds_b``, with ``ds`` the scores' change along
+        ``grad(L)`` (one forward-mode product). The hard-label term is the same whatever the choice, so it is left
+        out; a query without teachers gets 0, a helpful choice a positive and a misleading one a negative reward.
+        """
+        cross_entropy = F.cross_entropy(scores, self.batch[:, 2], reduction="none")
+        (score_grads,) = torch.autograd.grad((losses - cross_entropy).sum(), scores, retain_graph=True)
+        heldout = self._heldout_batch()
+        parameters = dict(self.student.named_parameters())
+        heldout_loss = F.cross_entropy(self.student(heldout), heldout[:, 2])
+        ascent = torch.autograd.grad(heldout_loss, list(parameters.values()))
+
+        def batch_scores(*weights: torch.Tensor) -> torch.Tensor:
+            return torch.func.functional_call(self.student, dict(zip(parameters, weights)), (self.batch,))
+
+        with torch.no_grad():
+            _, score_change = torch.func.jvp(batch_scores, tuple(p.detach() for p in parameters.values()), ascent)
+        return self.student_config.learning_rate / self.batch_size * (score_grads * score_change).sum(-1)
+
     @torch.no_grad()
     def _cross_entropy(self, queries: torch.Tensor, scores: torch.Tensor | None = None) -> torch.Tensor:
         """The student's per-query hard-label cross-entropy (its scores may be given when already computed)."""
@@ -262,8 +331,9 @@ class TeacherCombinationEnv(gym.Env):
         return F.cross_entropy(scores.detach(), queries[:, 2], reduction="none")
 
     def _heldout_batch(self) -> torch.Tensor:
-        picks = torch.randint(len(self.train_queries), (self.batch_size,), generator=self.generator)
-        return self.train_queries[picks.to(self.device)]
+        pool = self.heldout_queries
+        picks = torch.randint(len(pool), (self.batch_size,), generator=self.generator)
+        return pool[picks.to(self.device)]
 
     def _query_rewards(self, drops: torch.Tensor) -> torch.Tensor:
         if self.reward_mode == "heldout":

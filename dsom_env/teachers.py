@@ -26,6 +26,9 @@ from students.modal import ModalComplEx
 from students.train import TrainConfig, Trainer
 
 PLANTED = "planted-"
+# Part of every teacher's cache key: bump it when the way a spec becomes a model changes (the feature scaling of
+# ModalComplEx, say), so that teachers trained by older code are retrained instead of loaded into the new model.
+TEACHER_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ def select_specs(specs: list[TeacherSpec], names: list[str] | None) -> list[Teac
 
 
 def teacher_dir(dataset: KGDataset, spec: TeacherSpec, cache_dir: str | os.PathLike | None = None) -> Path:
-    key = hashlib.sha256(json.dumps([dataset.fingerprint(), asdict(spec)], sort_keys=True).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps([TEACHER_FORMAT, dataset.fingerprint(), asdict(spec)], sort_keys=True).encode()).hexdigest()
     return Path(cache_dir or default_cache_dir()) / "teachers" / dataset.name / f"{spec.name}-{key[:12]}"
 
 
