@@ -18,6 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from stable_baselines3.common.callbacks import BaseCallback
 from tqdm.auto import tqdm
 
 import dsom_env  # noqa: F401  (registers the environments)
@@ -31,6 +32,7 @@ from students.train import build_student
 
 LEARNED_AGENTS = ("reinforce", "ppo", "a2c", "dqn")
 SB3_AGENTS = ("ppo", "a2c", "dqn")
+STOPPING_FIELDS = ("episodes", "patience")  # decide only when a run stops: a resumed run may change them
 
 
 @dataclass
@@ -59,57 +61,131 @@ class RunConfig:
 def run_dsom(config: RunConfig, run_dir: str | os.PathLike, overwrite: bool = False, progress: bool = True) -> dict:
     """Train ``config.agent`` and the student, test the best-valid student once, write ``results.json``.
 
+    REINFORCE and the fixed policies checkpoint after every episode and resume; a Stable-Baselines3 run that is
+    interrupted starts again (``--overwrite``), since its replay or rollout state is not checkpointed.
+
     :param run_dir: the run's folder; a folder with ``checkpoint.pt`` and no results is resumed.
     :param overwrite: delete a finished or foreign ``run_dir`` first instead of refusing.
     :return: the results written.
     """
     run_dir = Path(run_dir)
     checkpoint_path = run_dir / "checkpoint.pt"
-    _prepare(run_dir, checkpoint_path, overwrite)
+    _prepare(run_dir, checkpoint_path, overwrite, config.agent in SB3_AGENTS)
     started = time.perf_counter()
     env = gym.make(config.env_id, **{"progress": progress, **config.env_kwargs})
     base: TeacherCombinationEnv = env.unwrapped
     base.eval_every = base.steps_per_episode  # one valid evaluation per episode, at its end
-    agent = _make_agent(config, base)
-    observation, _ = env.reset(seed=config.seed)
-    state = {"episode": 0, "step": 0, "evaluations_since_best": 0, "history": [], "wall_seconds": 0.0}
-    if checkpoint_path.is_file():
-        saved = torch.load(checkpoint_path, weights_only=True)
-        if saved["config"] != _plain(config):
-            raise ValueError(f"{checkpoint_path} belongs to another run configuration; use another run folder "
-                             "or --overwrite")
-        base.load_training_state(saved["env"])
-        agent.load_state_dict(saved["agent"])
-        state = saved["state"]
-        observation, _ = env.reset()
-    logger = RunLogger(run_dir, base.teacher_names, base.dataset.relation_names,
-                       purge_step=state["step"] if state["step"] else None)
+    tracker = EpisodeTracker(base, config.patience, progress)
+    logger = None
     try:
-        while state["episode"] < config.episodes and state["evaluations_since_best"] < config.patience:
-            previous_best = base.best_valid_mrr
-            observation, record = _episode(env, agent, observation, logger, state, progress)
-            state["history"].append(record)
-            state["episode"] += 1
-            improved = base.best_valid_mrr > previous_best
-            state["evaluations_since_best"] = 0 if improved else state["evaluations_since_best"] + 1
-            state["wall_seconds"] += time.perf_counter() - started
-            started = time.perf_counter()
-            atomic_save({"config": _plain(config), "env": base.training_state(), "agent": agent.state_dict(),
-                         "state": state}, checkpoint_path)
-            if progress:
-                tqdm.write(f"episode {state['episode']:>3}  reward {record['mean_reward']:+.4g}  valid MRR "
-                           f"{record['valid_mrr']:.2f}  selection " + "  ".join(
-                               f"{k} {v:.2f}" for k, v in record["selection_rate"].items()))
+        if config.agent in SB3_AGENTS:
+            from agents.sb3 import RunLoggerCallback, make_agent
+
+            logger = RunLogger(run_dir, base.teacher_names, base.dataset.relation_names)
+            model = make_agent(config.agent, env, config.seed)
+            model.learn(config.episodes * base.steps_per_episode, callback=[
+                RunLoggerCallback(logger, heatmap_every=base.steps_per_episode), _TrackerCallback(tracker)])
+        else:
+            agent = _fixed_or_reinforce(config, base)
+            observation, _ = env.reset(seed=config.seed)
+            if checkpoint_path.is_file():
+                saved = torch.load(checkpoint_path, weights_only=True)
+                changed = sorted(k for k, v in _plain(config).items() if saved["config"].get(k) != v
+                                 and k not in STOPPING_FIELDS)
+                if changed:
+                    raise ValueError(f"{checkpoint_path} was written with another configuration ({', '.join(changed)} "
+                                     "differ); use another run folder, the same settings or --overwrite")
+                base.load_training_state(saved["env"])
+                agent.load_state_dict(saved["agent"])
+                tracker.state = saved["state"]
+                observation, _ = env.reset()
+            step = tracker.state["step"]
+            logger = RunLogger(run_dir, base.teacher_names, base.dataset.relation_names, purge_step=step or None)
+            while tracker.state["episode"] < config.episodes and not tracker.stopped:
+                _episode(env, agent, observation, logger, tracker, progress)
+                atomic_save({"config": _plain(config), "env": base.training_state(), "agent": agent.state_dict(),
+                             "state": tracker.state}, checkpoint_path)  # before the next pass draws its order
+                observation, _ = env.reset()
     finally:
-        logger.close()
-    results = _results(config, base, state, time.perf_counter() - started)
+        if logger is not None:
+            logger.close()
+    results = _results(config, base, tracker.state, time.perf_counter() - started)
     atomic_write_text(json.dumps(results, indent=2) + "\n", run_dir / "results.json")
     return results
 
 
-def _prepare(run_dir: Path, checkpoint_path: Path, overwrite: bool) -> None:
+class EpisodeTracker:
+    """Collects the steps of an episode into its record (mean reward, selection rates, valid metrics) and decides
+    when the run stops: after ``patience`` episodes without a better valid MRR."""
+
+    def __init__(self, env: TeacherCombinationEnv, patience: int, progress: bool) -> None:
+        self.env, self.patience, self.progress = env, patience, progress
+        self.state = {"episode": 0, "step": 0, "evaluations_since_best": 0, "history": [], "wall_seconds": 0.0}
+        self.rewards: list[float] = []
+        self.rates: list[list[float]] = []
+        self.matches: list[float] = []
+        self.best_before = env.best_valid_mrr
+        self.started = time.perf_counter()
+
+    @property
+    def stopped(self) -> bool:
+        return self.state["evaluations_since_best"] >= self.patience
+
+    def observe(self, reward: float, info: dict) -> bool:
+        """Count one env step; at an episode's end (its valid evaluation) record it. Returns whether to go on."""
+        self.state["step"] += 1
+        self.rewards.append(reward)
+        self.rates.append(list(info["selection_rate"].values()))
+        if self.env.dataset.planted is not None:
+            self.matches.append(float(np.mean(planted_match(self.env, info["relations"], info["selection"]))))
+        if "valid_mrr" not in info:
+            return True
+        state = self.state
+        state["episode"] += 1
+        record = {"episode": state["episode"], "step": state["step"], "mean_reward": float(np.mean(self.rewards)),
+                  "selection_rate": dict(zip(self.env.teacher_names, np.mean(self.rates, axis=0).tolist())),
+                  "valid_mrr": info["valid_mrr"], "valid": info["valid_metrics"]}
+        if self.matches:
+            record["planted_match"] = float(np.mean(self.matches))
+        state["history"].append(record)
+        improved = self.env.best_valid_mrr > self.best_before
+        state["evaluations_since_best"] = 0 if improved else state["evaluations_since_best"] + 1
+        state["wall_seconds"] += time.perf_counter() - self.started
+        self.rewards, self.rates, self.matches = [], [], []
+        self.best_before, self.started = self.env.best_valid_mrr, time.perf_counter()
+        if self.progress:
+            tqdm.write(f"episode {state['episode']:>3}  reward {record['mean_reward']:+.4g}  valid MRR "
+                       f"{record['valid_mrr']:.2f}  selection " + "  ".join(
+                           f"{k} {v:.2f}" for k, v in record["selection_rate"].items()))
+        return not self.stopped
+
+
+def planted_match(env: TeacherCombinationEnv, relations: np.ndarray, selection: np.ndarray) -> np.ndarray:
+    """On a planted synthetic KG, whether each query's selection is the known best subset: the planted teacher of its
+    relation's view alone (the structure teacher has memorised the training queries, so its soft labels add
+    nothing there; the other view's planted teacher misleads)."""
+    view_teacher = [env.teacher_names.index(f"planted-{view}") for view in range(len(env.dataset.planted["clusters"]))]
+    best = np.zeros_like(selection)
+    best[np.arange(len(best)), np.asarray(view_teacher)[env.dataset.planted["relation_view"].numpy()[relations]]] = 1
+    return (selection == best).all(axis=1)
+
+
+class _TrackerCallback(BaseCallback):
+    """Feeds an SB3 agent's steps to the tracker and stops learning when the tracker says so."""
+
+    def __init__(self, tracker: EpisodeTracker) -> None:
+        super().__init__()
+        self.tracker = tracker
+
+    def _on_step(self) -> bool:
+        return self.tracker.observe(float(self.locals["rewards"][0]), self.locals["infos"][0])
+
+
+def _prepare(run_dir: Path, checkpoint_path: Path, overwrite: bool, restarts: bool) -> None:
+    """Refuse (or with ``overwrite`` clear) a folder that holds a finished run or anything but a resumable one."""
     finished = (run_dir / "results.json").is_file()
-    foreign = run_dir.is_dir() and any(run_dir.iterdir()) and not checkpoint_path.is_file()
+    resumable = checkpoint_path.is_file() and not restarts
+    foreign = run_dir.is_dir() and any(run_dir.iterdir()) and not resumable
     if (finished or foreign) and not overwrite:
         what = "a finished run" if finished else "files of something else"
         raise FileExistsError(f"{run_dir} holds {what}; choose another --run-dir or pass --overwrite")
@@ -118,41 +194,31 @@ def _prepare(run_dir: Path, checkpoint_path: Path, overwrite: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
-def _make_agent(config: RunConfig, env: TeacherCombinationEnv) -> Any:
+def _fixed_or_reinforce(config: RunConfig, env: TeacherCombinationEnv) -> Any:
     if config.agent == "reinforce":
         return ReinforceAgent(env.num_features, len(env.teacher_names), replace(config.reinforce, seed=config.seed))
-    if config.agent in SB3_AGENTS:
-        raise ValueError(f"{config.agent} trains through Stable-Baselines3: see agents/sb3.py")
     known = [*LEARNED_AGENTS, *KEYWORDS, *env.teacher_names]
     if config.agent not in known:
         raise ValueError(f"unknown agent {config.agent!r}; known: {', '.join(known)}")
     return fixed_policy(config.agent, env.teacher_names, env.batch_size, config.seed)
 
 
-def _episode(env: gym.Env, agent: Any, observation: np.ndarray, logger: RunLogger, state: dict,
-             progress: bool) -> tuple[np.ndarray, dict]:
-    """One pass over the training queries; returns the next episode's first observation and the episode's record."""
-    base: TeacherCombinationEnv = env.unwrapped
-    rewards, rates, info = [], [], {}
-    bar = tqdm(total=base.steps_per_episode, desc=f"episode {state['episode'] + 1}", leave=False, disable=not progress)
+def _episode(env: gym.Env, agent: Any, observation: np.ndarray, logger: RunLogger, tracker: EpisodeTracker,
+             progress: bool) -> None:
+    """One pass over the training queries from ``observation``, the agent learning after every step."""
+    bar = tqdm(total=env.unwrapped.steps_per_episode, desc=f"episode {tracker.state['episode'] + 1}", leave=False,
+               disable=not progress)
     truncated = False
     while not truncated:
         action, log_prob, entropy = agent.act(observation)
         observation, reward, _, truncated, info = env.step(action)
         losses = agent.update(log_prob, entropy, info["query_rewards"])
-        logger.log_step(state["step"], reward, info)
-        logger.log_agent(state["step"], losses)
-        rewards.append(reward)
-        rates.append(list(info["selection_rate"].values()))
-        state["step"] += 1
+        logger.log_step(tracker.state["step"], reward, info)
+        logger.log_agent(tracker.state["step"], losses)
+        tracker.observe(reward, info)
         bar.update()
     bar.close()
-    logger.log_selection_heatmap(state["step"])
-    record = {"episode": state["episode"] + 1, "step": state["step"], "mean_reward": float(np.mean(rewards)),
-              "selection_rate": dict(zip(base.teacher_names, np.mean(rates, axis=0).tolist())),
-              "valid_mrr": info["valid_mrr"], "valid": info["valid_metrics"]}
-    observation, _ = env.reset()
-    return observation, record
+    logger.log_selection_heatmap(tracker.state["step"])
 
 
 def _results(config: RunConfig, env: TeacherCombinationEnv, state: dict, seconds: float) -> dict:

@@ -59,11 +59,13 @@ class ReinforceAgent:
         self.policy = GatePolicy(num_features, num_teachers, config.hidden)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate)
         self.baseline = 0.0
+        self.generator = torch.Generator().manual_seed(config.seed)  # the gates' draws, checkpointed with the agent
 
     def act(self, observation: np.ndarray, deterministic: bool = False) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
         """The env action (flat [B * K] 0/1) for an observation, with each query's log-probability and entropy."""
         distribution = self.policy(torch.as_tensor(observation, dtype=torch.float32).view(-1, self.num_features))
-        gates = (distribution.probs > 0.5).float() if deterministic else distribution.sample()
+        probs = distribution.probs.detach()
+        gates = (probs > 0.5).float() if deterministic else torch.bernoulli(probs, generator=self.generator)
         log_prob, entropy = distribution.log_prob(gates).sum(-1), distribution.entropy().sum(-1)
         return gates.to(torch.int8).flatten().numpy(), log_prob, entropy
 
@@ -83,12 +85,14 @@ class ReinforceAgent:
 
     def state_dict(self) -> dict:
         return {"config": asdict(self.config), "num_features": self.num_features, "num_teachers": self.num_teachers,
-                "policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(), "baseline": self.baseline}
+                "policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(), "baseline": self.baseline,
+                "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.baseline = state["baseline"]
+        self.generator.set_state(state["generator"])
 
     def save(self, path: str | os.PathLike) -> None:
         atomic_save(self.state_dict(), path)
