@@ -15,7 +15,7 @@ from gymnasium import spaces
 from torch.nn import functional as F
 
 from dsom_env.data import SYNTHETIC, KGDataset, dataset_by_name
-from dsom_env.teachers import TeacherPool
+from dsom_env.teachers import TeacherPool, missing_teachers
 from students.distill import DistillConfig, row_dot, distillation_loss
 from students.evaluate import evaluate
 from students.train import OPTIMIZERS, TrainConfig, build_student
@@ -69,7 +69,9 @@ class TeacherCombinationEnv(gym.Env):
 
     ## Arguments
     :param dataset: a benchmark name (``MKG-W``, ...), ``"synthetic"`` (planted KG with two views) or a KGDataset.
-    :param teachers: teacher names (default: the dataset's whole zoo, trained and cached on first use).
+    :param teachers: teacher names (default: the dataset's whole zoo, trained and cached on first use). A benchmark
+        without some modality's features gets the teachers that exist; :attr:`missing_teachers` names the others
+        and why, and the env prints them when built with ``progress``.
     :param teacher_pool: ready teachers to use instead (then ``teachers`` must be None).
     :param batch_size: queries per step.
     :param student_rank, learning_rate, optimizer, n3_weight: the student's configuration.
@@ -129,6 +131,10 @@ class TeacherCombinationEnv(gym.Env):
             self.dataset, None if teachers is None else list(teachers), data_dir, cache_dir, self.device,
             progress=progress)
         self.teacher_names = self.pool.names
+        self.missing_teachers = {} if teacher_pool is not None else missing_teachers(self.dataset, data_dir)
+        if self.missing_teachers and progress:
+            print(f"{self.dataset.name}: teachers {', '.join(self.teacher_names)}; without " + "; ".join(
+                f"{name} ({reason})" for name, reason in self.missing_teachers.items()))
         self.batch_size, self.reward_mode, self.eval_every = batch_size, reward_mode, eval_every
         self.student_config = TrainConfig(rank=student_rank, learning_rate=learning_rate, optimizer=optimizer,
                                           n3_weight=n3_weight, batch_size=batch_size)
@@ -271,11 +277,11 @@ class TeacherCombinationEnv(gym.Env):
         cross = torch.stack([row_dot(teacher, flat[:size]) for teacher in exps[size:].split(size)])
         expected_student_log_prob = cross / sums[size:].view(models - 1, size) - log_normaliser[0]
         kl = (negative_entropy[1:] - expected_student_log_prob).clamp_(min=0)  # KL(teacher || student)
-        probs = (exps / sums.unsqueeze(-1)).view(models, size, num_entities)
+        exps, sums = exps.view(models, size, num_entities), sums.view(models, size)  # gathered, then normalised
         neighbour_rows, neighbour_entities = self.neighbours
         neighbour_mass = torch.zeros(models, size, device=self.device).index_add_(
-            1, neighbour_rows, probs[:, neighbour_rows, neighbour_entities])
-        target_probs = probs[:, rows, targets]
+            1, neighbour_rows, exps[:, neighbour_rows, neighbour_entities]) / sums
+        target_probs = exps[:, rows, targets] / sums
         # realistic rank - 1 = (E - 1 + sum_j sign(s_j - s_target)) / 2, the target's own sign being 0
         signs = scores.sub_(scores[:, rows, targets].unsqueeze(-1)).sign_().sum(-1)
         ranks = 1.0 + (signs + num_entities - 1) / 2
@@ -306,21 +312,18 @@ class TeacherCombinationEnv(gym.Env):
         The term's share of the step moves the weights by ``-lr / B * grad(KD_b)``, which changes L by
         ``-lr / B * grad(L) . grad(KD_b)``: the drop is ``lr / B`` times the derivative of KD_b along ``grad(L)``,
         got by the chain rule through the scores, ``dKD_b/ds_b . ds_b``, with ``ds`` the scores' change along
-        ``grad(L)`` (one forward-mode product). The hard-label term is the same whatever the choice, so it is left
-        out; a query without teachers gets 0, a helpful choice a positive and a misleading one a negative reward.
+        ``grad(L)`` (``ComplEx.score_change``, two matrix products). The hard-label term is the same whatever the
+        choice, so it is left out; a query without teachers gets 0, a helpful choice a positive and a misleading one
+        a negative reward.
         """
         cross_entropy = F.cross_entropy(scores, self.batch[:, 2], reduction="none")
         (score_grads,) = torch.autograd.grad((losses - cross_entropy).sum(), scores, retain_graph=True)
         heldout = self._heldout_batch()
-        parameters = dict(self.student.named_parameters())
         heldout_loss = F.cross_entropy(self.student(heldout), heldout[:, 2])
-        ascent = torch.autograd.grad(heldout_loss, list(parameters.values()))
-
-        def batch_scores(*weights: torch.Tensor) -> torch.Tensor:
-            return torch.func.functional_call(self.student, dict(zip(parameters, weights)), (self.batch,))
-
+        entity_grad, relation_grad = torch.autograd.grad(heldout_loss, [self.student.entity.weight,
+                                                                        self.student.relation.weight])
         with torch.no_grad():
-            _, score_change = torch.func.jvp(batch_scores, tuple(p.detach() for p in parameters.values()), ascent)
+            score_change = self.student.score_change(self.batch, entity_grad, relation_grad)
         return self.student_config.learning_rate / self.batch_size * (score_grads * score_change).sum(-1)
 
     @torch.no_grad()

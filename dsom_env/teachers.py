@@ -75,6 +75,14 @@ def teacher_zoo(dataset: KGDataset, data_dir: str | os.PathLike | None = None) -
     return specs
 
 
+def missing_teachers(dataset: KGDataset, data_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """The teachers a benchmark could have but does not, each with what would add it (empty for synthetic KGs)."""
+    if dataset.planted is not None or _published_features(dataset, "visual", data_dir) is not None:
+        return {}
+    reason = f"no published visual features: put {dataset.name}-visual.pth in {dataset.name}/embeddings/"
+    return {"visual": reason, "visual-fusion": reason}
+
+
 def select_specs(specs: list[TeacherSpec], names: list[str] | None) -> list[TeacherSpec]:
     """The specs named in ``names`` (all when None), in the order given; unknown names list the known ones."""
     if names is None:

@@ -37,9 +37,17 @@ class ComplEx(nn.Module):
     def query(self, heads: torch.Tensor, relations: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """The complex product ``e_h * w_r`` as [B, 2k], so that ``query @ entity_table().T`` scores every tail."""
         table = self.entity_table() if table is None else table
-        head_re, head_im = F.embedding(heads, table).chunk(2, dim=-1)
-        rel_re, rel_im = self.relation(relations).chunk(2, dim=-1)
-        return torch.cat([head_re * rel_re - head_im * rel_im, head_re * rel_im + head_im * rel_re], dim=-1)
+        return complex_product(F.embedding(heads, table), self.relation(relations))
+
+    def score_change(self, queries: torch.Tensor, entity_change: torch.Tensor, relation_change: torch.Tensor) -> torch.Tensor:
+        """The derivative [B, E] of ``forward(queries)`` along a change of the entity and relation embeddings (shaped
+        like ``entity.weight`` and ``relation.weight``): the scores are bilinear in them, so by the product rule
+        ``d(q . e_t) = dq . e_t + q . de_t`` with ``dq = de_h * w_r + e_h * dw_r``. For plain ComplEx only."""
+        table, heads, relations = self.entity.weight, queries[:, 0], queries[:, 1]
+        query = complex_product(table[heads], self.relation.weight[relations])
+        query_change = (complex_product(entity_change[heads], self.relation.weight[relations])
+                        + complex_product(table[heads], relation_change[relations]))
+        return query_change @ table.t() + query @ entity_change.t()
 
     def forward(self, queries: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """Scores [B, E] of every entity as the tail of each query row (h, r, ...); ``table`` is the entity table
@@ -59,3 +67,10 @@ class ComplEx(nn.Module):
         """1-vs-all cross-entropy of the true tails plus ``n3_weight`` times N3."""
         table = self.entity_table()
         return F.cross_entropy(self(queries, table), queries[:, 2]) + n3_weight * self.n3(queries, table)
+
+
+def complex_product(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """Element-wise product of complex vectors stored as ``[real | imaginary]``."""
+    left_re, left_im = left.chunk(2, dim=-1)
+    right_re, right_im = right.chunk(2, dim=-1)
+    return torch.cat([left_re * right_re - left_im * right_im, left_re * right_im + left_im * right_re], dim=-1)

@@ -44,3 +44,22 @@ def test_loss_is_cross_entropy_plus_weighted_n3():
     cross_entropy = (scores.logsumexp(dim=1) - scores[torch.arange(2), queries[:, 2]]).mean()
     expected = cross_entropy + 0.3 * model.n3(queries).double()
     assert torch.isclose(model.loss(queries, 0.3).double(), expected, rtol=1e-5)
+
+
+def test_score_change_is_the_derivative_of_the_scores():
+    """Against central differences in float64, exact up to O(eps^2) for these bilinear scores."""
+    torch.manual_seed(0)
+    model = ComplEx(7, 4, 3, init_scale=0.5).double()
+    queries = torch.tensor([[0, 1, 2], [3, 2, 5], [6, 0, 1]])
+    entity_change, relation_change = torch.randn(7, 6, dtype=torch.float64), torch.randn(4, 6, dtype=torch.float64)
+
+    def scores_at(eps: float) -> torch.Tensor:
+        moved = ComplEx(7, 4, 3).double()
+        moved.entity.weight.data = model.entity.weight.data + eps * entity_change
+        moved.relation.weight.data = model.relation.weight.data + eps * relation_change
+        return moved(queries).detach()
+
+    eps = 1e-6
+    numerical = (scores_at(eps) - scores_at(-eps)) / (2 * eps)
+    torch.testing.assert_close(model.score_change(queries, entity_change, relation_change).detach(), numerical,
+                               rtol=1e-7, atol=1e-7)

@@ -9,13 +9,15 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import dsom_env  # noqa: F401  (registers the environments)
 from dsom_env.env import TeacherCombinationEnv
-from dsom_env.teachers import TeacherPool
-from students.distill import DistillConfig, StaticDistillation
+from dsom_env.teachers import TeacherPool, missing_teachers
+from students.distill import DistillConfig, StaticDistillation, distillation_loss
+from students.complex import ComplEx
 from students.train import OPTIMIZERS, build_student
 
 
@@ -78,7 +80,7 @@ def test_choosing_every_teacher_is_the_static_all_teacher_step(env):
         torch.testing.assert_close(got, want)
 
 
-@pytest.mark.parametrize("reward_mode", ["improvement", "beneficial", "heldout"])
+@pytest.mark.parametrize("reward_mode", ["improvement", "beneficial", "heldout", "credit"])
 def test_the_planted_helpful_subset_earns_more_than_the_misleading_one(planted_cache, reward_mode):
     env = TeacherCombinationEnv(batch_size=128, reward_mode=reward_mode, cache_dir=planted_cache, progress=False)
     view_of_relation = env.dataset.planted["relation_view"]
@@ -96,6 +98,38 @@ def test_the_planted_helpful_subset_earns_more_than_the_misleading_one(planted_c
         return total
 
     assert total_reward(helpful=True) > 1.5 * total_reward(helpful=False)
+
+
+def test_credit_is_each_querys_first_order_share_of_the_heldout_drop(planted_cache):
+    """Brute force: per query, lr / B * grad(held-out CE) . grad(KD_b) from its own loss, one query at a time."""
+    env = TeacherCombinationEnv(batch_size=8, reward_mode="credit", heldout_split="valid", cache_dir=planted_cache,
+                                progress=False)
+    env.reset(seed=2)
+    action = np.random.default_rng(0).integers(0, 2, (8, 3)).astype(np.int8)
+    action[0] = 0  # a query without teachers earns exactly 0
+    student = build_student(env.dataset, replace(env.student_config, seed=2))
+    batch, teachers, order = env.batch.clone(), env.teacher_logits.clone(), env.generator.get_state()
+    rewards = env.step(action)[4]["query_rewards"]
+
+    heldout_picks = torch.randint(len(env.heldout_queries), (8,), generator=torch.Generator().set_state(order))
+    heldout = env.heldout_queries[heldout_picks]
+    parameters = list(student.parameters())
+    heldout_grads = torch.autograd.grad(F.cross_entropy(student(heldout), heldout[:, 2]), parameters)
+    expected = []
+    for b in range(8):
+        query, selection = batch[b:b + 1], torch.as_tensor(action[b:b + 1], dtype=torch.bool)
+        if not selection.any():
+            expected.append(0.0)
+            continue
+        scores = student(query)
+        distilled = distillation_loss(scores, query[:, 2], teachers[:, b:b + 1], selection,
+                                      env.dataset.neighbour_index.gather(query[:, 0]), env.distill.tau,
+                                      env.distill.alpha, env.distill.beta, env.distill.gamma)
+        kd = (distilled - F.cross_entropy(scores, query[:, 2], reduction="none")).sum()
+        grads = torch.autograd.grad(kd, parameters)
+        expected.append(env.student_config.learning_rate / 8 * float(sum((g * h).sum() for g, h in zip(grads, heldout_grads))))
+    assert rewards[0] == 0.0
+    np.testing.assert_allclose(rewards, expected, rtol=1e-3, atol=1e-4 * max(map(abs, expected)))
 
 
 def test_info_reports_rates_rewards_and_valid_mrr(planted_cache):
@@ -161,3 +195,24 @@ def test_observation_features_match_a_direct_computation(env):
             column = 4 * len(scores) + model - 1
             torch.testing.assert_close(torch.from_numpy(observation[:, column]).double(), 1 - torch.exp(-kl),
                                        atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.mkgw
+def test_the_checkers_pass_on_real_mkgw_with_a_small_batch(mkgw):
+    """DSoM-MKGW-v0's spaces and step on the real graph; small untrained teachers stand in for the zoo (training
+    it takes about an hour on 2 cores), which changes the values the env shows, not its interface."""
+    torch.manual_seed(0)
+    pool = TeacherPool(["structure", "text"], [ComplEx(mkgw.num_entities, mkgw.num_query_relations, 8) for _ in "st"])
+    env = gym.make("DSoM-MKGW-v0", dataset=mkgw, teacher_pool=pool, batch_size=16, student_rank=16, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped)
+        sb3_check_env(env.unwrapped)
+    assert env.unwrapped.observation_space.shape == (16 * (4 * 3 + 2 + 16),)
+
+
+@pytest.mark.mkgw
+def test_missing_modalities_are_named(mkgw, data_dir, env):
+    missing = missing_teachers(mkgw, data_dir)  # the offline data has no published visual features
+    assert set(missing) == {"visual", "visual-fusion"} and "put MKG-W-visual.pth in MKG-W/embeddings/" in missing["visual"]
+    assert env.missing_teachers == {}  # the planted KG has every teacher it can have
