@@ -82,7 +82,8 @@ class RunLogger:
 
         labels = [self.relation_names[r] for r in seen]
         figure, axes = plt.subplots(figsize=(1.2 * len(self.teacher_names) + 3, 0.18 * len(seen) + 1.5))
-        image = axes.imshow(self.selection_by_relation()[seen], aspect="auto", vmin=0.0, vmax=1.0, cmap="viridis", interpolation="nearest")
+        image = axes.imshow(self.selection_by_relation()[seen], aspect="auto", vmin=0.0, vmax=1.0, cmap="viridis",
+                            interpolation="nearest")
         axes.set_xticks(range(len(self.teacher_names)), self.teacher_names, rotation=30, ha="right")
         axes.set_yticks(range(len(seen)), labels, fontsize=6)
         axes.set_xlabel("teacher")
@@ -91,6 +92,9 @@ class RunLogger:
         figure.tight_layout()
         self.writer.add_figure("charts/selection_by_relation", figure, step)  # closes the figure
         self.selected[:], self.queries[:] = 0.0, 0.0
+
+    def flush(self) -> None:
+        self.writer.flush()
 
     def close(self) -> None:
         self.writer.close()

@@ -219,7 +219,7 @@ class RunLoggerCallback(BaseCallback):
     def _on_training_end(self) -> None:
         self._log_losses()
         self.run_logger.log_selection_heatmap(self.num_timesteps)
-        self.run_logger.writer.flush()
+        self.run_logger.flush()
 
     def _log_losses(self) -> None:
         """SB3's ``train/...`` values of the latest update: ``train()`` records them, and SB3's logger dumps (clears)
