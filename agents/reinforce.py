@@ -4,10 +4,13 @@ One small policy network is shared by every query of a batch: a query's observat
 (gate k open: listen to teacher k). The env's per-query rewards train it directly, so the batch size costs nothing
 in parameters and every query is a sample:
 
-    loss = -mean_b[A_b * log pi(a_b | o_b)] - entropy_coef * mean_b[H(pi(. | o_b))],  A_b = (r_b - baseline) / std_b(r)
+    loss = -mean_b[A_b * log pi(a_b | o_b)] - entropy_coef * mean_b[H(pi(. | o_b))],  A_b = sign(r_b - baseline)
 
-with the baseline a running mean of the rewards. Dividing by the batch's spread of rewards makes the step
-independent of the reward's scale, which differs by orders of magnitude between the env's reward modes.
+with the baseline a running mean of the rewards. The sign keeps whether a choice did better than usual and drops by
+how much: the per-query rewards are noisy at every scale, and on the planted KG only the sign let REINFORCE find
+each relation's helpful teacher (with the env's default credit reward its choices matched the planted ones on 98%
+of a batch's queries after 1500 steps, against about 50% with advantages divided by their spread).
+``advantage="scaled"`` gives the latter, ``(r_b - baseline) / std_b(r)``.
 """
 
 from __future__ import annotations
@@ -28,10 +31,15 @@ class ReinforceConfig:
     """Hyper-parameters of the agent."""
 
     hidden: int = 64
-    learning_rate: float = 3e-3
+    learning_rate: float = 1e-3
     entropy_coef: float = 0.01
     baseline_momentum: float = 0.9
+    advantage: str = "sign"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.advantage not in ("sign", "scaled"):
+            raise ValueError(f"advantage must be 'sign' or 'scaled', got {self.advantage!r}")
 
 
 class GatePolicy(nn.Module):
@@ -72,7 +80,11 @@ class ReinforceAgent:
     def update(self, log_prob: torch.Tensor, entropy: torch.Tensor, query_rewards: np.ndarray) -> dict[str, float]:
         """One policy-gradient step on a batch's per-query rewards; returns the losses for logging."""
         rewards = torch.as_tensor(query_rewards, dtype=torch.float32)
-        advantage = (rewards - self.baseline) / (rewards.std() + torch.finfo(rewards.dtype).tiny)
+        centred = rewards - self.baseline
+        if self.config.advantage == "sign":
+            advantage = centred.sign()
+        else:
+            advantage = centred / (rewards.std() + torch.finfo(rewards.dtype).tiny)
         policy_loss = -(advantage * log_prob).mean()
         entropy_bonus = entropy.mean()
         loss = policy_loss - self.config.entropy_coef * entropy_bonus

@@ -1,7 +1,7 @@
 """Agents on the planted synthetic KG, where the best teacher subset of every query is known.
 
 For each seed, a DSoM run (``dsom train --env DSoM-Synthetic-v0``) per agent: REINFORCE under two reward designs,
-and the fixed policies all, random and none. Reports each student's test MRR (the best-valid student, tested once)
+PPO and A2C with the default reward, and the fixed policies all, random and none. Reports each student's test MRR (the best-valid student, tested once)
 and how often the choices of the last episode were the planted best subset. Finished runs are read back, so the
 benchmark resumes. Writes ``benchmarks/results/agents_synthetic.json``.
 
@@ -21,6 +21,8 @@ from dsom_env.cache import atomic_write_text
 AGENTS = {
     "reinforce-improvement": ("reinforce", {"reward_mode": "improvement"}),
     "reinforce-credit-valid": ("reinforce", {"reward_mode": "credit", "heldout_split": "valid"}),
+    "ppo-credit-valid": ("ppo", {"reward_mode": "credit", "heldout_split": "valid"}),
+    "a2c-credit-valid": ("a2c", {"reward_mode": "credit", "heldout_split": "valid"}),
     "all": ("all", {}),
     "random": ("random", {}),
     "none": ("none", {}),
