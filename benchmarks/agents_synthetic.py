@@ -1,8 +1,9 @@
 """Agents on the planted synthetic KG, where the best teacher subset of every query is known.
 
 For each seed, a DSoM run (``dsom train --env DSoM-Synthetic-v0``) per agent: REINFORCE under two reward designs,
-PPO and A2C with the default reward, and the fixed policies all, random and none. Reports each student's test MRR (the best-valid student, tested once)
-and how often the choices of the last episode were the planted best subset. Finished runs are read back, so the
+PPO and A2C with the default reward, and the fixed policies all, random and none. Reports each student's test MRR (the best-valid student, tested once),
+how often the sampled choices of the last episode were the planted best subset, and for REINFORCE how often its
+deterministic choices are, over one more pass from the final checkpoint. Finished runs are read back, so the
 benchmark resumes. Writes ``benchmarks/results/agents_synthetic.json``.
 
     python benchmarks/agents_synthetic.py
@@ -15,7 +16,12 @@ import json
 import statistics
 from pathlib import Path
 
-from agents.dsom_run import RunConfig, run_dsom
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents.dsom_run import RunConfig, planted_match, run_dsom
+from agents.reinforce import ReinforceAgent, ReinforceConfig
 from dsom_env.cache import atomic_write_text
 
 AGENTS = {
@@ -46,23 +52,53 @@ def main() -> None:
                 results = json.loads((run_dir / "results.json").read_text())
             else:
                 kwargs = {**env_kwargs, "progress": False, **({"cache_dir": args.cache_dir} if args.cache_dir else {})}
-                config = RunConfig("DSoM-Synthetic-v0", agent, seed, args.episodes, 5, kwargs)
-                results = run_dsom(config, run_dir, progress=False)
+                results = run_dsom(RunConfig("DSoM-Synthetic-v0", agent, seed, args.episodes, 5, kwargs), run_dir,
+                                   progress=False)
             last = results["history"][-1]
-            rows[name].append({"seed": seed, "test_mrr": results["test"]["mrr"], "valid_mrr": results["valid"]["mrr"],
+            deterministic = _deterministic_match(run_dir, _config_of(results)) if agent == "reinforce" else None
+            rows[name].append({"planted_match_deterministic": deterministic, "seed": seed, "test_mrr": results["test"]["mrr"], "valid_mrr": results["valid"]["mrr"],
                                "planted_match_last_episode": last["planted_match"],
                                "selection_rate_last_episode": last["selection_rate"],
                                "episodes_run": results["episodes_run"], "wall_seconds": results["wall_seconds"]})
             print(f"{name} seed {seed}: test MRR {results['test']['mrr']:.2f}, planted match "
-                  f"{last['planted_match']:.2f}, selection {last['selection_rate']}", flush=True)
-    summary = {name: {key: _spread([row[key] for row in runs]) for key in ("test_mrr", "planted_match_last_episode")}
+                  f"{last['planted_match']:.2f} (deterministic {deterministic}), selection {last['selection_rate']}",
+                  flush=True)
+    keys = ("test_mrr", "planted_match_last_episode", "planted_match_deterministic")
+    summary = {name: {key: _spread([row[key] for row in runs]) for key in keys if runs[0][key] is not None}
                for name, runs in rows.items()}
     report = {"command": "python benchmarks/agents_synthetic.py", "env": "DSoM-Synthetic-v0", "seeds": args.seeds,
               "episodes": args.episodes, "summary": summary, "runs": rows}
     atomic_write_text(json.dumps(report, indent=2) + "\n", args.output)
     for name, figures in summary.items():
+        deterministic = figures.get("planted_match_deterministic", {}).get("mean")
         print(f"{name:<24} test MRR {figures['test_mrr']['mean']:6.2f} ± {figures['test_mrr']['std']:.2f}   planted "
-              f"match {figures['planted_match_last_episode']['mean']:.2f}")
+              f"match {figures['planted_match_last_episode']['mean']:.2f}" +
+              ("" if deterministic is None else f" (deterministic {deterministic:.2f})"))
+
+
+def _config_of(results: dict) -> RunConfig:
+    saved = results["config"]
+    return RunConfig(**{**saved, "reinforce": ReinforceConfig(**saved["reinforce"])})
+
+
+def _deterministic_match(run_dir: Path, config: RunConfig) -> float:
+    """The fraction of one more pass's queries whose most likely choice under the final policy is the planted best
+    subset (the student keeps training during the pass, as it would)."""
+    env = gym.make(config.env_id, **config.env_kwargs)
+    base = env.unwrapped
+    saved = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    env.reset(seed=config.seed)
+    base.load_training_state(saved["env"])
+    agent = ReinforceAgent(base.num_features, len(base.teacher_names), config.reinforce)
+    agent.load_state_dict(saved["agent"])
+    observation, _ = env.reset()
+    matches, truncated = [], False
+    while not truncated:
+        action = agent.act(observation, deterministic=True)[0]
+        relations = (base.batch[:, 1] % base.dataset.num_relations).cpu().numpy()
+        matches.append(planted_match(base, relations, action.reshape(base.batch_size, -1)).mean())
+        observation, _, _, truncated, _ = env.step(action)
+    return float(np.mean(matches))
 
 
 def _spread(values: list[float]) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""REINFORCE against a two-armed toy problem whose better arm is known, and save/load."""
+"""REINFORCE against a two-armed toy problem whose better arm is known, on the planted env, and save/load."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from agents.reinforce import ReinforceAgent, ReinforceConfig
+from dsom_env.env import TeacherCombinationEnv
 
 
 def open_probability(agent: ReinforceAgent) -> float:
@@ -43,3 +44,27 @@ def test_save_and_load_keep_policy_and_baseline(tmp_path):
     assert loaded.baseline == agent.baseline and loaded.config == agent.config
     for a, b in zip(agent.policy.parameters(), loaded.policy.parameters()):
         assert torch.equal(a, b)
+
+
+def test_a_short_run_on_the_planted_env_learns_to_prefer_each_querys_helpful_teacher(planted_cache):
+    env = TeacherCombinationEnv(batch_size=256, cache_dir=planted_cache, progress=False)
+    agent = ReinforceAgent(env.num_features, len(env.teacher_names))
+    view_teacher = 1 + env.dataset.planted["relation_view"]  # the planted teachers are columns 1 and 2
+
+    def helpful_and_misleading(observation: np.ndarray) -> tuple[float, float]:
+        with torch.no_grad():
+            probs = agent.policy(torch.as_tensor(observation).view(env.batch_size, -1)).probs
+        helpful = view_teacher[env.batch[:, 1] % env.dataset.num_relations]
+        rows = torch.arange(env.batch_size)
+        return float(probs[rows, helpful].mean()), float(probs[rows, 3 - helpful].mean())
+
+    observation, _ = env.reset(seed=0)
+    before = helpful_and_misleading(observation)
+    for _ in range(600):
+        action, log_prob, entropy = agent.act(observation)
+        observation, _, _, truncated, info = env.step(action)
+        agent.update(log_prob, entropy, info["query_rewards"])
+        if truncated:
+            observation, _ = env.reset()
+    helpful, misleading = helpful_and_misleading(observation)
+    assert abs(before[0] - before[1]) < 0.05 and helpful > before[0] + 0.2 and helpful > misleading + 0.2
