@@ -1,9 +1,9 @@
 """Agents on the planted synthetic KG, where the best teacher subset of every query is known.
 
 For each seed, a DSoM run (``dsom train --env DSoM-Synthetic-v0``) per agent: REINFORCE under two reward designs,
-PPO and A2C with the default reward, and the fixed policies all, random and none. Reports each student's test MRR (the best-valid student, tested once),
-how often the sampled choices of the last episode were the planted best subset, and for REINFORCE how often its
-deterministic choices are, over one more pass from the final checkpoint. Finished runs are read back, so the
+PPO and A2C with the default reward, and the fixed policies all, random and none. Reports each student's test MRR
+(the best-valid student, tested once), how often the sampled choices of the last episode were the planted best
+subset, and for REINFORCE how often its deterministic choices are, over one more pass from the final checkpoint. Finished runs are read back, so the
 benchmark resumes. Writes ``benchmarks/results/agents_synthetic.json``.
 
     python benchmarks/agents_synthetic.py
@@ -56,8 +56,9 @@ def main() -> None:
                                    progress=False)
             last = results["history"][-1]
             deterministic = _deterministic_match(run_dir, _config_of(results)) if agent == "reinforce" else None
-            rows[name].append({"planted_match_deterministic": deterministic, "seed": seed, "test_mrr": results["test"]["mrr"], "valid_mrr": results["valid"]["mrr"],
+            rows[name].append({"seed": seed, "test_mrr": results["test"]["mrr"], "valid_mrr": results["valid"]["mrr"],
                                "planted_match_last_episode": last["planted_match"],
+                               "planted_match_deterministic": deterministic,
                                "selection_rate_last_episode": last["selection_rate"],
                                "episodes_run": results["episodes_run"], "wall_seconds": results["wall_seconds"]})
             print(f"{name} seed {seed}: test MRR {results['test']['mrr']:.2f}, planted match "

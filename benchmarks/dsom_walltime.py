@@ -47,7 +47,8 @@ def main() -> None:
     report = {"command": "python benchmarks/dsom_walltime.py", "episodes": args.episodes,
               "plain_seconds": plain, "dsom_reinforce_seconds": dsom, "ratio": dsom / plain}
     atomic_write_text(json.dumps(report, indent=2) + "\n", args.output)
-    print(f"{args.episodes} epochs: plain ComplEx {plain:.1f}s, DSoM with REINFORCE {dsom:.1f}s, ratio {dsom / plain:.2f}")
+    print(f"{args.episodes} epochs: plain ComplEx {plain:.1f}s, DSoM with REINFORCE {dsom:.1f}s, "
+          f"ratio {dsom / plain:.2f}")
 
 
 if __name__ == "__main__":
