@@ -160,6 +160,11 @@ class TeacherCombinationEnv(gym.Env):
         directions = torch.randn(2, 2 * student_rank, EMBEDDING_FEATURES, generator=torch.Generator().manual_seed(0))
         self.directions = F.normalize(directions, dim=1).to(self.device)
 
+        # [K + 1, B, E] scores (the student's, then the teachers') and the observation's scratch space, allocated once:
+        # allocating tensors that large every step cost more than the arithmetic on them (benchmarks/step_costs.py)
+        shape = (num_teachers + 1, batch_size, self.dataset.num_entities)
+        self._scores, self._work = torch.empty(shape, device=self.device), torch.empty(shape, device=self.device)
+
         self.student = None
         self.best_student_state: dict[str, torch.Tensor] | None = None
         self.best_valid_mrr = float("-inf")
@@ -253,9 +258,11 @@ class TeacherCombinationEnv(gym.Env):
     # --- pieces of a step -----------------------------------------------------------------------------------------
 
     def _load_batch(self) -> None:
-        """The next batch, its teachers' logits (computed once, used for the observation and the step) and neighbours."""
+        """The next batch, its teachers' logits (computed once, used for the observation and the step) and neighbours.
+
+        The teachers' logits are written into the scores buffer, after the student's slot."""
         self.batch = self.train_queries[self.batches[self.batch_index]]
-        self.teacher_logits = self.pool.logits(self.batch)
+        self.teacher_logits = self.pool.logits(self.batch, out=self._scores[1:])
         self.neighbours = self.neighbour_index.gather(self.batch[:, 0])
 
     def _observation(self) -> np.ndarray:
@@ -265,13 +272,13 @@ class TeacherCombinationEnv(gym.Env):
         table = self.student.entity_table()
         self.student_scores = self.student(batch, table)
         with torch.no_grad():
-            scores = torch.cat([self.student_scores.detach().unsqueeze(0), self.teacher_logits])  # [K + 1, B, E]
-            features = self._query_features(scores, table)
+            self._scores[0].copy_(self.student_scores)
+            features = self._query_features(self._scores, self._work, table)
         return features.clamp_(-1.0, 1.0).flatten().cpu().numpy().astype(np.float32)
 
-    def _query_features(self, scores: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-        """[B, F] features from the student's and teachers' scores [K + 1, B, E] (see the class docstring); ``scores``
-        is overwritten.
+    def _query_features(self, scores: torch.Tensor, work: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """[B, F] features from the student's and teachers' scores [K + 1, B, E] (see the class docstring), using
+        ``work`` (same shape) as scratch space.
 
         One exp pass serves every softmax statistic: with ``e = exp(z - max)`` and ``s = sum e``, ``p = e / s`` and
         ``log p = z - max - log s``, so ``sum p log p = (e . z) / s - max - log s``, and the cross term of
@@ -280,7 +287,7 @@ class TeacherCombinationEnv(gym.Env):
         rows, targets = torch.arange(size, device=self.device), self.batch[:, 2]
         flat = scores.view(models * size, num_entities)
         maxima = flat.amax(-1, keepdim=True)
-        exps = (flat - maxima).exp_()
+        exps = torch.sub(flat, maxima, out=work.view_as(flat)).exp_()
         sums = exps.sum(-1)
         log_normaliser = (maxima.squeeze(-1) + sums.log()).view(models, size)  # log sum exp z, per model and query
         negative_entropy = row_dot(exps, flat).view(models, size) / sums.view(models, size) - log_normaliser
@@ -293,7 +300,7 @@ class TeacherCombinationEnv(gym.Env):
             1, neighbour_rows, exps[:, neighbour_rows, neighbour_entities]) / sums
         target_probs = exps[:, rows, targets] / sums
         # realistic rank - 1 = (E - 1 + sum_j sign(s_j - s_target)) / 2, the target's own sign being 0
-        signs = scores.sub_(scores[:, rows, targets].unsqueeze(-1)).sign_().sum(-1)
+        signs = torch.sub(scores, scores[:, rows, targets].unsqueeze(-1), out=work).sign_().sum(-1)
         ranks = 1.0 + (signs + num_entities - 1) / 2
         log_entities = math.log(num_entities)
         per_model = torch.stack([target_probs, torch.log(ranks) / log_entities, -negative_entropy / log_entities,

@@ -262,10 +262,11 @@ class TeacherPool:
         return len(self.teachers)
 
     @torch.no_grad()
-    def logits(self, queries: torch.Tensor) -> torch.Tensor:
-        """[K, B, E] scores of every teacher for each query row (h, r, ...)."""
+    def logits(self, queries: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """[K, B, E] scores of every teacher for each query row (h, r, ...), written into ``out`` when given."""
         queries = queries.to(self.device)
-        out = torch.empty(len(self.teachers), len(queries), self.tables[0].shape[0], device=self.device)
+        if out is None:
+            out = torch.empty(len(self.teachers), len(queries), self.tables[0].shape[0], device=self.device)
         for k, (teacher, table) in enumerate(zip(self.teachers, self.tables)):
             torch.matmul(teacher.query(queries[:, 0], queries[:, 1], table), table.t(), out=out[k])
         return out

@@ -155,7 +155,9 @@ class StaticDistillation:
     """The batch loss of a student distilled from a fixed teacher subset: mean per-query distillation loss + N3.
 
     :param student: the ComplEx being trained.
-    :param teacher_logits: maps queries [B, 3] to frozen teachers' logits [K, B, E] (``TeacherPool.logits``).
+    :param teacher_logits: maps queries [B, 3] to frozen teachers' logits [K, B, E], written into its ``out``
+        argument (``TeacherPool.logits``): a buffer kept across batches of the same size, since allocating
+        K x B x E floats every step costs more than filling them.
     :param dataset: supplies each query's neighbour set.
     :param selection: [K] bool, the teachers every query listens to.
     :param config: distillation weights.
@@ -165,7 +167,7 @@ class StaticDistillation:
     def __init__(
         self,
         student: ComplEx,
-        teacher_logits: Callable[[torch.Tensor], torch.Tensor],
+        teacher_logits: Callable[..., torch.Tensor],
         dataset: KGDataset,
         selection: torch.Tensor,
         config: DistillConfig,
@@ -175,14 +177,17 @@ class StaticDistillation:
         self.student, self.teacher_logits = student, teacher_logits
         self.neighbour_index = dataset.neighbour_index.to(device)
         self.selection, self.config, self.n3_weight = selection.to(device), config, n3_weight
+        self.buffer: torch.Tensor | None = None
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         table = self.student.entity_table()
         scores = self.student(batch, table)
         selection = self.selection.expand(len(batch), -1)
         neighbours = self.neighbour_index.gather(batch[:, 0])
+        if self.buffer is None or self.buffer.shape[:2] != (len(self.selection), len(batch)):
+            self.buffer = scores.new_empty(len(self.selection), len(batch), scores.shape[1])
         losses = distillation_loss(
-            scores, batch[:, 2], self.teacher_logits(batch), selection, neighbours,
+            scores, batch[:, 2], self.teacher_logits(batch, out=self.buffer), selection, neighbours,
             self.config.tau, self.config.alpha, self.config.beta, self.config.gamma,
         )
         return losses.mean() + self.n3_weight * self.student.n3(batch, table)
