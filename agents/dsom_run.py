@@ -75,7 +75,7 @@ def run_dsom(config: RunConfig, run_dir: str | os.PathLike, overwrite: bool = Fa
     env = gym.make(config.env_id, **{"progress": progress, **config.env_kwargs})
     base: TeacherCombinationEnv = env.unwrapped
     base.eval_every = base.steps_per_episode  # one valid evaluation per episode, at its end
-    tracker = EpisodeTracker(base, config.patience, progress)
+    tracker = EpisodeTracker(base, config.patience, progress, started)
     logger = None
     try:
         if config.agent in SB3_AGENTS:
@@ -97,7 +97,7 @@ def run_dsom(config: RunConfig, run_dir: str | os.PathLike, overwrite: bool = Fa
                                      "differ); use another run folder, the same settings or --overwrite")
                 base.load_training_state(saved["env"])
                 agent.load_state_dict(saved["agent"])
-                tracker.state = saved["state"]
+                tracker.resume(saved["state"])
                 observation, _ = env.reset()
             step = tracker.state["step"]
             logger = RunLogger(run_dir, base.teacher_names, base.dataset.relation_names, purge_step=step or None)
@@ -109,7 +109,7 @@ def run_dsom(config: RunConfig, run_dir: str | os.PathLike, overwrite: bool = Fa
     finally:
         if logger is not None:
             logger.close()
-    results = _results(config, base, tracker.state, time.perf_counter() - started)
+    results = _results(config, base, tracker.state, tracker.wall_seconds())
     atomic_write_text(json.dumps(results, indent=2) + "\n", run_dir / "results.json")
     return results
 
@@ -118,14 +118,22 @@ class EpisodeTracker:
     """Collects the steps of an episode into its record (mean reward, selection rates, valid metrics) and decides
     when the run stops: after ``patience`` episodes without a better valid MRR."""
 
-    def __init__(self, env: TeacherCombinationEnv, patience: int, progress: bool) -> None:
+    def __init__(self, env: TeacherCombinationEnv, patience: int, progress: bool, started: float) -> None:
         self.env, self.patience, self.progress = env, patience, progress
         self.state = {"episode": 0, "step": 0, "evaluations_since_best": 0, "history": [], "wall_seconds": 0.0}
         self.rewards: list[float] = []
         self.rates: list[list[float]] = []
         self.matches: list[float] = []
         self.best_before = env.best_valid_mrr
-        self.started = time.perf_counter()
+        self.started, self.earlier_seconds = started, 0.0  # this session's start, the sessions' before it
+
+    def resume(self, state: dict) -> None:
+        """Continue from a checkpoint's state, after the env's own state was restored."""
+        self.state, self.earlier_seconds, self.best_before = state, state["wall_seconds"], self.env.best_valid_mrr
+
+    def wall_seconds(self) -> float:
+        """The run's wall time so far, over every session that worked on it."""
+        return self.earlier_seconds + time.perf_counter() - self.started
 
     @property
     def stopped(self) -> bool:
@@ -150,9 +158,9 @@ class EpisodeTracker:
         state["history"].append(record)
         improved = self.env.best_valid_mrr > self.best_before
         state["evaluations_since_best"] = 0 if improved else state["evaluations_since_best"] + 1
-        state["wall_seconds"] += time.perf_counter() - self.started
+        state["wall_seconds"] = self.wall_seconds()
         self.rewards, self.rates, self.matches = [], [], []
-        self.best_before, self.started = self.env.best_valid_mrr, time.perf_counter()
+        self.best_before = self.env.best_valid_mrr
         if self.progress:
             tqdm.write(f"episode {state['episode']:>3}  reward {record['mean_reward']:+.4g}  valid MRR "
                        f"{record['valid_mrr']:.2f}  selection " + "  ".join(
@@ -221,7 +229,7 @@ def _episode(env: gym.Env, agent: Any, observation: np.ndarray, logger: RunLogge
     logger.log_selection_heatmap(tracker.state["step"])
 
 
-def _results(config: RunConfig, env: TeacherCombinationEnv, state: dict, seconds: float) -> dict:
+def _results(config: RunConfig, env: TeacherCombinationEnv, state: dict, wall_seconds: float) -> dict:
     """The best-valid student's valid and test metrics (test read here, once), with the run's configuration."""
     student = build_student(env.dataset, env.student_config, env.device)
     student.load_state_dict(env.best_student_state)
@@ -235,7 +243,7 @@ def _results(config: RunConfig, env: TeacherCombinationEnv, state: dict, seconds
         "episodes_run": state["episode"],
         "valid": evaluate(student, env.dataset, "valid", device=env.device),
         "test": evaluate(student, env.dataset, "test", device=env.device),
-        "wall_seconds": state["wall_seconds"] + seconds,
+        "wall_seconds": wall_seconds,
         "history": state["history"],
     }
 

@@ -3,31 +3,33 @@
 from __future__ import annotations
 
 import json
+import time
+from types import SimpleNamespace
 
 import pytest
 
 from agents.cli import main
-from agents.dsom_run import RunConfig, run_dsom
+from agents.dsom_run import EpisodeTracker, RunConfig, run_dsom
 from agents.plot import read_run
 
 
-def config(planted_cache, agent="reinforce", episodes=2):
+def config(planted_cache, agent="reinforce", episodes=2, patience=5):
     env_kwargs = {"batch_size": 256, "cache_dir": str(planted_cache), "progress": False}
-    return RunConfig("DSoM-Synthetic-v0", agent, seed=3, episodes=episodes, patience=5, env_kwargs=env_kwargs)
+    return RunConfig("DSoM-Synthetic-v0", agent, seed=3, episodes=episodes, patience=patience, env_kwargs=env_kwargs)
 
 
 def test_an_interrupted_run_resumes_to_the_uninterrupted_result(planted_cache, tmp_path):
-    straight = run_dsom(config(planted_cache), tmp_path / "straight", progress=False)
-    run_dsom(config(planted_cache, episodes=1), tmp_path / "resumed", progress=False)
+    straight = run_dsom(config(planted_cache, episodes=4, patience=1), tmp_path / "straight", progress=False)
+    run_dsom(config(planted_cache, episodes=1, patience=1), tmp_path / "resumed", progress=False)
     (tmp_path / "resumed" / "results.json").unlink()  # as if stopped after the first episode's checkpoint
-    resumed = run_dsom(config(planted_cache), tmp_path / "resumed", progress=False)
+    resumed = run_dsom(config(planted_cache, episodes=4, patience=1), tmp_path / "resumed", progress=False)
 
     assert [h["valid_mrr"] for h in resumed["history"]] == [h["valid_mrr"] for h in straight["history"]]
     assert [h["mean_reward"] for h in resumed["history"]] == [h["mean_reward"] for h in straight["history"]]
-    assert resumed["test"] == straight["test"]
+    assert resumed["test"] == straight["test"] and resumed["episodes_run"] == straight["episodes_run"]
     scalars, _ = read_run(tmp_path / "resumed")  # one TensorBoard run, continued, no step written twice
     steps = scalars["charts/reward"][0]
-    assert list(steps) == list(range(2 * len(steps) // 2)) and len(steps) == straight["history"][-1]["step"]
+    assert list(steps) == list(range(len(steps))) and len(steps) == straight["history"][-1]["step"]
 
 
 def test_a_finished_run_is_not_overwritten_without_asking(planted_cache, tmp_path):
@@ -53,3 +55,13 @@ def test_unknown_agents_and_envs_list_the_known_ones(planted_cache, tmp_path, ca
         run_dsom(config(planted_cache, agent="oracle"), tmp_path / "run", progress=False)
     assert main(["train", "--env", "DSoM-Mars-v0", "--run-dir", str(tmp_path / "x")]) == 2
     assert "unknown env 'DSoM-Mars-v0'; known: DSoM-DB15K-v0" in capsys.readouterr().err
+
+
+def test_a_resumed_tracker_compares_with_the_restored_best_and_keeps_counting_time():
+    env = SimpleNamespace(best_valid_mrr=float("-inf"), teacher_names=["a"], dataset=SimpleNamespace(planted=None))
+    tracker = EpisodeTracker(env, patience=1, progress=False, started=time.perf_counter())
+    env.best_valid_mrr = 30.0  # restored from the checkpoint, as load_training_state does
+    tracker.resume({"episode": 3, "step": 30, "evaluations_since_best": 0, "history": [], "wall_seconds": 100.0})
+    assert tracker.wall_seconds() >= 100.0
+    info = {"selection_rate": {"a": 1.0}, "valid_mrr": 29.0, "valid_metrics": {"mrr": 29.0}}
+    assert tracker.observe(0.1, info) is False and tracker.stopped  # 29 < 30: no improvement, patience 1 spent
