@@ -25,6 +25,7 @@ import dsom_env  # noqa: F401  (registers the environments)
 from agents.baselines import KEYWORDS, fixed_policy
 from agents.reinforce import ReinforceAgent, ReinforceConfig
 from agents.run_log import RunLogger
+from agents.sb3 import RunLoggerCallback, make_agent
 from dsom_env.cache import atomic_save, atomic_write_text
 from dsom_env.env import TeacherCombinationEnv
 from students.evaluate import evaluate
@@ -79,8 +80,6 @@ def run_dsom(config: RunConfig, run_dir: str | os.PathLike, overwrite: bool = Fa
     logger = None
     try:
         if config.agent in SB3_AGENTS:
-            from agents.sb3 import RunLoggerCallback, make_agent
-
             logger = RunLogger(run_dir, base.teacher_names, base.dataset.relation_names)
             model = make_agent(config.agent, env, config.seed)
             model.learn(config.episodes * base.steps_per_episode, callback=[

@@ -351,9 +351,8 @@ class TeacherCombinationEnv(gym.Env):
         return F.cross_entropy(scores.detach(), queries[:, 2], reduction="none")
 
     def _heldout_batch(self) -> torch.Tensor:
-        pool = self.heldout_queries
-        picks = torch.randint(len(pool), (self.heldout_size,), generator=self.generator)
-        return pool[picks.to(self.device)]
+        picks = torch.randint(len(self.heldout_queries), (self.heldout_size,), generator=self.generator)
+        return self.heldout_queries[picks.to(self.device)]
 
     def _query_rewards(self, drops: torch.Tensor) -> torch.Tensor:
         if self.reward_mode == "heldout":

@@ -95,7 +95,8 @@ def select_specs(specs: list[TeacherSpec], names: list[str] | None) -> list[Teac
 
 
 def teacher_dir(dataset: KGDataset, spec: TeacherSpec, cache_dir: str | os.PathLike | None = None) -> Path:
-    key = hashlib.sha256(json.dumps([TEACHER_FORMAT, dataset.fingerprint(), asdict(spec)], sort_keys=True).encode()).hexdigest()
+    identity = json.dumps([TEACHER_FORMAT, dataset.fingerprint(), asdict(spec)], sort_keys=True)
+    key = hashlib.sha256(identity.encode()).hexdigest()
     return Path(cache_dir or default_cache_dir()) / "teachers" / dataset.name / f"{spec.name}-{key[:12]}"
 
 

@@ -39,15 +39,17 @@ class ComplEx(nn.Module):
         table = self.entity_table() if table is None else table
         return complex_product(F.embedding(heads, table), self.relation(relations))
 
-    def score_change(self, queries: torch.Tensor, entity_change: torch.Tensor, relation_change: torch.Tensor) -> torch.Tensor:
+    def score_change(
+        self, queries: torch.Tensor, entity_change: torch.Tensor, relation_change: torch.Tensor
+    ) -> torch.Tensor:
         """The derivative [B, E] of ``forward(queries)`` along a change of the entity and relation embeddings (shaped
         like ``entity.weight`` and ``relation.weight``): the scores are bilinear in them, so by the product rule
         ``d(q . e_t) = dq . e_t + q . de_t`` with ``dq = de_h * w_r + e_h * dw_r``. For plain ComplEx only."""
         table, heads, relations = self.entity.weight, queries[:, 0], queries[:, 1]
-        query = complex_product(table[heads], self.relation.weight[relations])
-        query_change = (complex_product(entity_change[heads], self.relation.weight[relations])
-                        + complex_product(table[heads], relation_change[relations]))
-        return query_change @ table.t() + query @ entity_change.t()
+        head, relation = table[heads], self.relation.weight[relations]
+        query_change = (complex_product(entity_change[heads], relation)
+                        + complex_product(head, relation_change[relations]))
+        return query_change @ table.t() + complex_product(head, relation) @ entity_change.t()
 
     def forward(self, queries: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """Scores [B, E] of every entity as the tail of each query row (h, r, ...); ``table`` is the entity table

@@ -156,8 +156,8 @@ class StaticDistillation:
 
     :param student: the ComplEx being trained.
     :param teacher_logits: maps queries [B, 3] to frozen teachers' logits [K, B, E], written into its ``out``
-        argument (``TeacherPool.logits``): a buffer kept across batches of the same size, since allocating
-        K x B x E floats every step costs more than filling them.
+        argument (``TeacherPool.logits``): a buffer sized for the largest batch and kept across batches, since
+        allocating K x B x E floats every step costs more than filling them.
     :param dataset: supplies each query's neighbour set.
     :param selection: [K] bool, the teachers every query listens to.
     :param config: distillation weights.
@@ -184,10 +184,10 @@ class StaticDistillation:
         scores = self.student(batch, table)
         selection = self.selection.expand(len(batch), -1)
         neighbours = self.neighbour_index.gather(batch[:, 0])
-        if self.buffer is None or self.buffer.shape[:2] != (len(self.selection), len(batch)):
+        if self.buffer is None or len(batch) > self.buffer.shape[1]:
             self.buffer = scores.new_empty(len(self.selection), len(batch), scores.shape[1])
         losses = distillation_loss(
-            scores, batch[:, 2], self.teacher_logits(batch, out=self.buffer), selection, neighbours,
+            scores, batch[:, 2], self.teacher_logits(batch, out=self.buffer[:, :len(batch)]), selection, neighbours,
             self.config.tau, self.config.alpha, self.config.beta, self.config.gamma,
         )
         return losses.mean() + self.n3_weight * self.student.n3(batch, table)
