@@ -43,7 +43,7 @@ def main() -> None:
             continue
         candidates = []
         for change in CHANGES:
-            candidate = replace(spec, config=replace(spec.config, **change))
+            candidate = replace(spec, members=1, config=replace(spec.config, **change))  # one member of an ensemble
             model = build_teacher(dataset, candidate, args.data_dir, args.cache_dir, args.device, progress=False)
             trainer = Trainer(model, dataset, candidate.config, device=args.device, progress=False)
             state = trainer.fit()

@@ -21,6 +21,7 @@ from dsom_env.cache import atomic_save, default_cache_dir
 from dsom_env.data import DatasetError, KGDataset, resolve_data_dir
 from dsom_env.features import FeatureError, load_published_features, planted_features, text_features
 from students.complex import ComplEx
+from students.ensemble import ComplExEnsemble
 from students.evaluate import evaluate
 from students.modal import ModalComplEx
 from students.train import TrainConfig, Trainer
@@ -29,6 +30,9 @@ PLANTED = "planted-"
 # Part of every teacher's cache key: bump it when the way a spec becomes a model changes (the feature scaling of
 # ModalComplEx, say), so that teachers trained by older code are retrained instead of loaded into the new model.
 TEACHER_FORMAT = 2
+ENSEMBLE_MEMBERS = 3  # models per structural or fusion teacher of a benchmark
+TEXT_N3_WEIGHT = 0.02  # the text teacher's N3, chosen on MKG-W valid (benchmarks/results/teachers_MKG-W.json)
+TEACHER_SEED = 100  # benchmark teachers start from other seeds than the students (0, 1, 2): none copies its student
 
 
 @dataclass(frozen=True)
@@ -39,20 +43,32 @@ class TeacherSpec:
     :param modality: ``None`` for structure alone; ``textual``, ``visual`` or ``planted-V`` (synthetic view V).
     :param fuse_structure: add free entity embeddings to the modality projection.
     :param config: training hyper-parameters.
+    :param members: an ensemble of that many models, trained from seeds ``config.seed``, ``config.seed + 1``, ...,
+        whose scores are averaged (``ComplExEnsemble``); 1 for a single model.
     """
 
     name: str
     modality: str | None = None
     fuse_structure: bool = False
     config: TrainConfig = field(default_factory=TrainConfig)
+    members: int = 1
+
+    def member_specs(self) -> list[TeacherSpec]:
+        """The single models this teacher averages (itself when it is one)."""
+        if self.members == 1:
+            return [self]
+        return [replace(self, members=1, config=replace(self.config, seed=self.config.seed + m))
+                for m in range(self.members)]
 
 
 def teacher_zoo(dataset: KGDataset, data_dir: str | os.PathLike | None = None) -> list[TeacherSpec]:
     """The teachers that can exist for ``dataset``.
 
-    Synthetic graphs: a structural teacher and one teacher per planted view. Benchmarks: a structural ComplEx of
-    twice the student's rank, a text teacher and a structure + text fusion teacher; a visual and a visual fusion
-    teacher when the published visual features are in ``<data_dir>/<dataset>/embeddings/``.
+    Synthetic graphs: a structural teacher and one teacher per planted view. Benchmarks: a structural teacher, a
+    text teacher and a structure + text fusion teacher; a visual and a visual fusion teacher when the published
+    visual features are in ``<data_dir>/<dataset>/embeddings/``. The structural and fusion teachers are ensembles of
+    ``ENSEMBLE_MEMBERS`` models of the student's configuration: the ensemble, not a larger rank, is what makes a
+    teacher stronger than the student it teaches (benchmarks/results/teachers_MKG-W.json).
     """
     if dataset.planted is not None:
         small = TrainConfig(rank=32, batch_size=256, max_epochs=40, eval_every=5, patience=2, n3_weight=0.01)
@@ -60,17 +76,16 @@ def teacher_zoo(dataset: KGDataset, data_dir: str | os.PathLike | None = None) -
         return [TeacherSpec("structure", config=small)] + [
             TeacherSpec(f"{PLANTED}{view}", f"{PLANTED}{view}", config=small) for view in range(views)
         ]
-    student = TrainConfig()
-    structure = replace(student, rank=2 * student.rank)
+    student = TrainConfig(seed=TEACHER_SEED)
     specs = [
-        TeacherSpec("structure", config=structure),
-        TeacherSpec("text", "textual", config=student),
-        TeacherSpec("text-fusion", "textual", fuse_structure=True, config=student),
+        TeacherSpec("structure", config=student, members=ENSEMBLE_MEMBERS),
+        TeacherSpec("text", "textual", config=replace(student, n3_weight=TEXT_N3_WEIGHT)),
+        TeacherSpec("text-fusion", "textual", fuse_structure=True, config=student, members=ENSEMBLE_MEMBERS),
     ]
     if _published_features(dataset, "visual", data_dir) is not None:
         specs += [
             TeacherSpec("visual", "visual", config=student),
-            TeacherSpec("visual-fusion", "visual", fuse_structure=True, config=student),
+            TeacherSpec("visual-fusion", "visual", fuse_structure=True, config=student, members=ENSEMBLE_MEMBERS),
         ]
     return specs
 
@@ -108,7 +123,9 @@ def build_teacher(
     device: torch.device | str = "cpu",
     progress: bool = True,
 ) -> ComplEx:
-    """An untrained teacher for ``spec``, its features loaded (or computed and cached) as needed."""
+    """An untrained single-model teacher for ``spec``, its features loaded (or computed and cached) as needed."""
+    if spec.members != 1:
+        raise ValueError(f"teacher {spec.name} is an ensemble: build its member_specs() one by one")
     torch.manual_seed(spec.config.seed)
     num_relations = dataset.num_query_relations
     if spec.modality is None:
@@ -179,14 +196,20 @@ def ensure_trained(
     directory = teacher_dir(dataset, spec, cache_dir)
     if (directory / "teacher.pt").is_file():
         return False
-    if progress:
-        tqdm.write(f"training teacher {spec.name} on {dataset.name}")
-    model = build_teacher(dataset, spec, data_dir, cache_dir, device, progress)
-    state = Trainer(model, dataset, spec.config, directory / "checkpoints", device=device, progress=progress).fit()
+    if spec.members == 1:
+        if progress:
+            tqdm.write(f"training teacher {spec.name} (seed {spec.config.seed}) on {dataset.name}")
+        model = build_teacher(dataset, spec, data_dir, cache_dir, device, progress)
+        state = Trainer(model, dataset, spec.config, directory / "checkpoints", device=device, progress=progress).fit()
+        record = {"model": model.state_dict(), "best_epoch": state.best_epoch}
+    else:  # the members are cached as teachers of their own; the ensemble's file holds its metrics
+        for member in spec.member_specs():
+            ensure_trained(dataset, member, data_dir, cache_dir, device, progress)
+        model, record = load_teacher(dataset, spec, data_dir, cache_dir, device, check=False), {}
     model.eval()
     metrics = {split: evaluate(model, dataset, split, device=device) for split in ("valid", "test")}
-    atomic_save({"dataset": dataset.fingerprint(), "spec": _spec_record(spec), "model": model.state_dict(),
-                 "metrics": metrics, "best_epoch": state.best_epoch}, directory / "teacher.pt")
+    atomic_save({"dataset": dataset.fingerprint(), "spec": _spec_record(spec), "metrics": metrics, **record},
+                directory / "teacher.pt")
     return True
 
 
@@ -196,8 +219,15 @@ def load_teacher(
     data_dir: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     device: torch.device | str = "cpu",
-) -> ComplEx:
-    """A trained teacher from the cache; the checkpoint must match the dataset and configuration."""
+    check: bool = True,
+) -> ComplEx | ComplExEnsemble:
+    """A trained teacher from the cache; the checkpoint must match the dataset and configuration (``check=False``
+    skips an ensemble's own file, for the ensemble being evaluated before that file is written)."""
+    if spec.members != 1:
+        if check:
+            _read_checkpoint(dataset, spec, teacher_dir(dataset, spec, cache_dir) / "teacher.pt", device)
+        return ComplExEnsemble([load_teacher(dataset, member, data_dir, cache_dir, device)
+                                for member in spec.member_specs()])
     checkpoint = _read_checkpoint(dataset, spec, teacher_dir(dataset, spec, cache_dir) / "teacher.pt", device)
     model = build_teacher(dataset, spec, data_dir, cache_dir, device, progress=False)
     model.load_state_dict(checkpoint["model"])
@@ -231,7 +261,9 @@ class TeacherPool:
     :param device: where the teachers and their logits live.
     """
 
-    def __init__(self, names: list[str], teachers: list[ComplEx], device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, names: list[str], teachers: list[ComplEx | ComplExEnsemble], device: torch.device | str = "cpu"
+    ) -> None:
         if len(names) != len(teachers) or not teachers:
             raise ValueError("a TeacherPool needs one name per teacher and at least one teacher")
         self.names = list(names)

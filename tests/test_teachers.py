@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -93,3 +94,17 @@ def test_the_visual_teachers_join_when_the_published_file_is_there(tmp_path, mon
     (root / "MKG-Y" / "embeddings").mkdir()
     torch.save(torch.randn(3, 5), root / "MKG-Y" / "embeddings" / "MKG-Y-visual.pth")
     assert [spec.name for spec in teacher_zoo(dataset, root)][-2:] == ["visual", "visual-fusion"]
+
+
+def test_an_ensemble_teacher_caches_its_members_and_serves_their_mean(planted, cache, tmp_path):
+    structure = teacher_zoo(planted)[0]
+    ensemble = replace(structure, name="structure-ensemble", members=2)
+    members = ensemble.member_specs()
+    assert [member.config.seed for member in members] == [structure.config.seed, structure.config.seed + 1]
+    rows = train_teachers(planted, [ensemble], cache_dir=tmp_path, progress=False)
+    assert rows[0]["trained_now"] and rows[0]["valid"]["mrr"] > 0
+    pool = TeacherPool([ensemble.name], [load_teacher(planted, ensemble, cache_dir=tmp_path)])
+    queries = planted.queries("valid")[:20]
+    each = [load_teacher(planted, member, cache_dir=tmp_path)(queries) for member in members]
+    torch.testing.assert_close(pool.logits(queries)[0], torch.stack(each).mean(0))
+    assert train_teachers(planted, [ensemble], cache_dir=tmp_path, progress=False)[0]["trained_now"] is False
