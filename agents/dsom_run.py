@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import dsom_env  # noqa: F401  (registers the environments)
 from agents.baselines import KEYWORDS, fixed_policy
 from agents.reinforce import ReinforceAgent, ReinforceConfig
 from agents.run_log import RunLogger
-from agents.sb3 import RunLoggerCallback, make_agent
+from agents.sb3 import RunLoggerCallback, agent_bytes, load_agent, make_agent
 from dsom_env.cache import atomic_save, atomic_write_text
 from dsom_env.env import TeacherCombinationEnv
 from students.evaluate import evaluate
@@ -62,8 +63,8 @@ class RunConfig:
 def run_dsom(config: RunConfig, run_dir: str | os.PathLike, overwrite: bool = False, progress: bool = True) -> dict:
     """Train ``config.agent`` and the student, test the best-valid student once, write ``results.json``.
 
-    REINFORCE and the fixed policies checkpoint after every episode and resume; a Stable-Baselines3 run that is
-    interrupted starts again (``--overwrite``), since its replay or rollout state is not checkpointed.
+    Every agent checkpoints after each episode and resumes from there. REINFORCE and the fixed policies resume
+    exactly; an SB3 agent loses its rollout in progress or replay buffer (see :func:`_learn_sb3`).
 
     :param run_dir: the run's folder; a folder with ``checkpoint.pt`` and no results is resumed.
     :param overwrite: delete a finished or foreign ``run_dir`` first instead of refusing.
@@ -71,43 +72,38 @@ def run_dsom(config: RunConfig, run_dir: str | os.PathLike, overwrite: bool = Fa
     """
     run_dir = Path(run_dir)
     checkpoint_path = run_dir / "checkpoint.pt"
-    _prepare(run_dir, checkpoint_path, overwrite, config.agent in SB3_AGENTS)
+    _prepare(run_dir, checkpoint_path, overwrite)
     started = time.perf_counter()
     env = gym.make(config.env_id, **{"progress": progress, **config.env_kwargs})
     base: TeacherCombinationEnv = env.unwrapped
     base.eval_every = base.steps_per_episode  # one valid evaluation per episode, at its end
     tracker = EpisodeTracker(base, config.patience, progress, started)
-    logger = None
+    saved = _read_checkpoint(checkpoint_path, config)
+    if saved is not None:
+        tracker.resume(saved["state"])
+    logger = RunLogger(run_dir, base.teacher_names, base.dataset.relation_names,
+                       purge_step=tracker.state["step"] or None)
+
+    def save_checkpoint(agent_state: dict) -> None:
+        atomic_save({"config": _plain(config), "env": base.training_state(), "agent": agent_state,
+                     "state": tracker.state}, checkpoint_path)
+
     try:
         if config.agent in SB3_AGENTS:
-            logger = RunLogger(run_dir, base.teacher_names, base.dataset.relation_names)
-            model = make_agent(config.agent, env, config.seed)
-            model.learn(config.episodes * base.steps_per_episode, callback=[
-                RunLoggerCallback(logger, heatmap_every=base.steps_per_episode), _TrackerCallback(tracker)])
+            _learn_sb3(config, env, tracker, logger, saved, save_checkpoint)
         else:
             agent = _fixed_or_reinforce(config, base)
             observation, _ = env.reset(seed=config.seed)
-            if checkpoint_path.is_file():
-                saved = torch.load(checkpoint_path, weights_only=True)
-                changed = sorted(k for k, v in _plain(config).items() if saved["config"].get(k) != v
-                                 and k not in STOPPING_FIELDS)
-                if changed:
-                    raise ValueError(f"{checkpoint_path} was written with another configuration ({', '.join(changed)} "
-                                     "differ); use another run folder, the same settings or --overwrite")
+            if saved is not None:
                 base.load_training_state(saved["env"])
                 agent.load_state_dict(saved["agent"])
-                tracker.resume(saved["state"])
                 observation, _ = env.reset()
-            step = tracker.state["step"]
-            logger = RunLogger(run_dir, base.teacher_names, base.dataset.relation_names, purge_step=step or None)
             while tracker.state["episode"] < config.episodes and not tracker.stopped:
                 _episode(env, agent, observation, logger, tracker, progress)
-                atomic_save({"config": _plain(config), "env": base.training_state(), "agent": agent.state_dict(),
-                             "state": tracker.state}, checkpoint_path)  # before the next pass draws its order
+                save_checkpoint(agent.state_dict())  # before the next pass draws its order
                 observation, _ = env.reset()
     finally:
-        if logger is not None:
-            logger.close()
+        logger.close()
     results = _results(config, base, tracker.state, tracker.wall_seconds())
     atomic_write_text(json.dumps(results, indent=2) + "\n", run_dir / "results.json")
     return results
@@ -177,28 +173,81 @@ def planted_match(env: TeacherCombinationEnv, relations: np.ndarray, selection: 
     return (selection == best).all(axis=1)
 
 
-class _TrackerCallback(BaseCallback):
-    """Feeds an SB3 agent's steps to the tracker and stops learning when the tracker says so."""
+def _learn_sb3(config: RunConfig, env: gym.Env, tracker: EpisodeTracker, logger: RunLogger, saved: dict | None,
+               save_checkpoint: Callable[[dict], None]) -> None:
+    """Let an SB3 agent learn for the episodes left, checkpointing it with the student after each episode.
 
-    def __init__(self, tracker: EpisodeTracker) -> None:
+    A resumed agent gets its weights, optimiser and step count back; the rollout in progress (PPO, A2C) or the replay
+    buffer (DQN) is not kept, so a resumed run continues from the same student and agent but not step for step."""
+    base: TeacherCombinationEnv = env.unwrapped
+    if saved is None:
+        model = make_agent(config.agent, env, config.seed)
+    else:
+        model = load_agent(config.agent, saved["agent"]["sb3"].numpy().tobytes(), env)
+    callbacks = [RunLoggerCallback(logger, heatmap_every=base.steps_per_episode),
+                 _TrackerCallback(tracker, config.episodes, lambda: save_checkpoint(
+                     {"sb3": torch.frombuffer(bytearray(agent_bytes(model)), dtype=torch.uint8)}))]
+    if saved is not None:
+        callbacks.insert(0, _RestoreEnvCallback(saved["env"]))
+    steps_left = (config.episodes - tracker.state["episode"]) * base.steps_per_episode
+    if steps_left > 0 and not tracker.stopped:
+        model.learn(steps_left, callback=callbacks, reset_num_timesteps=saved is None)
+
+
+class _TrackerCallback(BaseCallback):
+    """Feeds an SB3 agent's steps to the tracker, calls ``on_episode`` after each episode and stops learning when
+    the tracker says so or after ``episodes`` episodes (SB3 would finish its last rollout past them)."""
+
+    def __init__(self, tracker: EpisodeTracker, episodes: int, on_episode: Callable[[], None]) -> None:
         super().__init__()
-        self.tracker = tracker
+        self.tracker, self.episodes, self.on_episode = tracker, episodes, on_episode
 
     def _on_step(self) -> bool:
-        return self.tracker.observe(float(self.locals["rewards"][0]), self.locals["infos"][0])
+        episodes_before = self.tracker.state["episode"]
+        go_on = self.tracker.observe(float(self.locals["rewards"][0]), self.locals["infos"][0])
+        if self.tracker.state["episode"] > episodes_before:
+            self.on_episode()
+        return go_on and self.tracker.state["episode"] < self.episodes
 
 
-def _prepare(run_dir: Path, checkpoint_path: Path, overwrite: bool, restarts: bool) -> None:
+class _RestoreEnvCallback(BaseCallback):
+    """Restores a checkpoint's student into the env once SB3's ``learn`` has reset it (a seeded reset rebuilds the
+    student), then starts the next pass from the restored query order."""
+
+    def __init__(self, env_state: dict) -> None:
+        super().__init__()
+        self.env_state = env_state
+
+    def _on_training_start(self) -> None:
+        self.training_env.envs[0].unwrapped.load_training_state(self.env_state)
+        self.model._last_obs = self.training_env.reset()
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def _prepare(run_dir: Path, checkpoint_path: Path, overwrite: bool) -> None:
     """Refuse (or with ``overwrite`` clear) a folder that holds a finished run or anything but a resumable one."""
     finished = (run_dir / "results.json").is_file()
-    resumable = checkpoint_path.is_file() and not restarts
-    foreign = run_dir.is_dir() and any(run_dir.iterdir()) and not resumable
+    foreign = run_dir.is_dir() and any(run_dir.iterdir()) and not checkpoint_path.is_file()
     if (finished or foreign) and not overwrite:
         what = "a finished run" if finished else "files of something else"
         raise FileExistsError(f"{run_dir} holds {what}; choose another --run-dir or pass --overwrite")
     if (finished or foreign) and overwrite:
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _read_checkpoint(checkpoint_path: Path, config: RunConfig) -> dict | None:
+    """The run's last checkpoint, if any; it must have been written with the same configuration."""
+    if not checkpoint_path.is_file():
+        return None
+    saved = torch.load(checkpoint_path, weights_only=True)
+    changed = sorted(k for k, v in _plain(config).items() if saved["config"].get(k) != v and k not in STOPPING_FIELDS)
+    if changed:
+        raise ValueError(f"{checkpoint_path} was written with another configuration ({', '.join(changed)} differ); "
+                         "use another run folder, the same settings or --overwrite")
+    return saved
 
 
 def _fixed_or_reinforce(config: RunConfig, env: TeacherCombinationEnv) -> Any:

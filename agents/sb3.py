@@ -19,6 +19,7 @@ rewards in ``info`` are for per-query agents such as :mod:`agents.reinforce`.
 
 from __future__ import annotations
 
+import io
 from functools import partial
 from typing import Any
 
@@ -29,6 +30,7 @@ from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import BernoulliDistribution
+from stable_baselines3.common.logger import Logger, make_output_format
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import MlpExtractor
 from stable_baselines3.common.type_aliases import Schedule
@@ -180,13 +182,42 @@ def make_agent(
     :param kwargs: arguments of the algorithm, over :data:`DEFAULTS`; ``policy_kwargs`` add to the per-query
         policy's ``num_features``.
     """
-    if name not in ALGORITHMS:
-        raise ValueError(f"unknown agent {name!r}; known: {', '.join(sorted(ALGORITHMS))}")
+    _check_name(name)
     arguments = {**DEFAULTS[name], **kwargs, "seed": seed, "tensorboard_log": tensorboard_log, "verbose": verbose}
     if name == "dqn":
-        return DQN("MlpPolicy", WholeBatchCombination(env), **arguments)
-    arguments["policy_kwargs"] = {"num_features": env.unwrapped.num_features, **arguments.get("policy_kwargs", {})}
-    return ALGORITHMS[name](PerQueryPolicy, env, **arguments)
+        agent = DQN("MlpPolicy", WholeBatchCombination(env), **arguments)
+    else:
+        arguments["policy_kwargs"] = {"num_features": env.unwrapped.num_features, **arguments.get("policy_kwargs", {})}
+        agent = ALGORITHMS[name](PerQueryPolicy, env, **arguments)
+    if tensorboard_log is None:  # else SB3 makes an empty SB3-<time> folder in the temp folder for its logs
+        agent.set_logger(_folderless_logger(verbose))
+    return agent
+
+
+def agent_bytes(agent: BaseAlgorithm) -> bytes:
+    """The agent as SB3 saves it (weights, optimiser, hyper-parameters, step count), without its replay buffer."""
+    buffer = io.BytesIO()
+    agent.save(buffer)
+    return buffer.getvalue()
+
+
+def load_agent(name: str, saved: bytes, env: gym.Env, verbose: int = 0) -> BaseAlgorithm:
+    """The agent ``make_agent(name, env)`` made, as :func:`agent_bytes` saved it, acting on ``env`` again."""
+    _check_name(name)
+    agent = ALGORITHMS[name].load(io.BytesIO(saved), env=WholeBatchCombination(env) if name == "dqn" else env,
+                                  device=DEFAULTS[name]["device"])
+    agent.set_logger(_folderless_logger(verbose))
+    return agent
+
+
+def _folderless_logger(verbose: int) -> Logger:
+    """SB3's logger writing to stdout when ``verbose``, else nowhere; its values stay readable by callbacks."""
+    return Logger(folder=None, output_formats=[make_output_format("stdout", "")] if verbose else [])
+
+
+def _check_name(name: str) -> None:
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown agent {name!r}; known: {', '.join(sorted(ALGORITHMS))}")
 
 
 class RunLoggerCallback(BaseCallback):
@@ -195,8 +226,9 @@ class RunLoggerCallback(BaseCallback):
     After every env step: the step's reward and ``info`` of the first env (``charts/...``, ``student/...``). At the
     start of each rollout and at the end of training: the agent's latest update, SB3's ``train/<name>`` scalars
     (``policy_gradient_loss``, ``value_loss``, ``entropy_loss``, ``approx_kl``, ``loss``, ...), as ``losses/<name>``.
-    Every ``heatmap_every`` steps and at the end of training: the selection heatmap. Steps are SB3's
-    ``num_timesteps``. The callback flushes but does not close the logger, which its owner may use again.
+    Every ``heatmap_every`` steps and at the end of training: the selection heatmap. Steps are
+    the env steps' indices from 0 (SB3's ``num_timesteps - 1``), as ``dsom train`` counts them for every agent. The
+    callback flushes but does not close the logger, which its owner may use again.
 
     :param run_logger: where to write.
     :param heatmap_every: env steps between selection heatmaps.
@@ -208,9 +240,9 @@ class RunLoggerCallback(BaseCallback):
         self.run_logger, self.heatmap_every = run_logger, heatmap_every
 
     def _on_step(self) -> bool:
-        self.run_logger.log_step(self.num_timesteps, float(self.locals["rewards"][0]), self.locals["infos"][0])
+        self.run_logger.log_step(self._step, float(self.locals["rewards"][0]), self.locals["infos"][0])
         if self.n_calls % self.heatmap_every == 0:
-            self.run_logger.log_selection_heatmap(self.num_timesteps)
+            self.run_logger.log_selection_heatmap(self._step)
         return True
 
     def _on_rollout_start(self) -> None:
@@ -218,7 +250,7 @@ class RunLoggerCallback(BaseCallback):
 
     def _on_training_end(self) -> None:
         self._log_losses()
-        self.run_logger.log_selection_heatmap(self.num_timesteps)
+        self.run_logger.log_selection_heatmap(self._step)
         self.run_logger.flush()
 
     def _log_losses(self) -> None:
@@ -227,4 +259,9 @@ class RunLoggerCallback(BaseCallback):
         logger = self.logger
         losses = {key.removeprefix("train/"): value for key, value in logger.name_to_value.items()
                   if key.startswith("train/") and "tensorboard" not in logger.name_to_excluded[key]}
-        self.run_logger.log_agent(self.num_timesteps, losses)
+        self.run_logger.log_agent(self._step, losses)
+
+    @property
+    def _step(self) -> int:
+        """The latest env step's index (SB3 counts the steps done, from 1)."""
+        return self.num_timesteps - 1

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from types import SimpleNamespace
+from unittest.mock import patch
 
+import gymnasium as gym
 import pytest
+import torch
+from stable_baselines3 import PPO
 
 from agents.cli import main
 from agents.dsom_run import EpisodeTracker, RunConfig, run_dsom
 from agents.plot import read_run
+from agents.sb3 import load_agent
+from dsom_env.env import TeacherCombinationEnv
 
 
 def config(planted_cache, agent="reinforce", episodes=2, patience=5):
@@ -30,6 +37,37 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(planted_cache, t
     scalars, _ = read_run(tmp_path / "resumed")  # one TensorBoard run, continued, no step written twice
     steps = scalars["charts/reward"][0]
     assert list(steps) == list(range(len(steps))) and len(steps) == straight["history"][-1]["step"]
+
+
+def test_an_interrupted_sb3_run_resumes_its_agent_and_student(planted_cache, tmp_path):
+    first = run_dsom(config(planted_cache, agent="ppo", episodes=1), tmp_path / "run", progress=False)
+    saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    (tmp_path / "run" / "results.json").unlink()  # as if stopped after the first episode's checkpoint
+    restored = {}
+    real_learn, real_restore = PPO.learn, TeacherCombinationEnv.load_training_state
+
+    def learn(model, *args, **kwargs):  # the agent the resumed run starts from
+        restored["policy"], restored["timesteps"] = copy.deepcopy(model.policy.state_dict()), model.num_timesteps
+        return real_learn(model, *args, **kwargs)
+
+    def load_training_state(env, state):  # the student it starts from
+        real_restore(env, state)
+        restored["student"] = copy.deepcopy(env.student.state_dict())
+
+    with patch.object(PPO, "learn", learn), patch.object(TeacherCombinationEnv, "load_training_state",
+                                                         load_training_state):
+        resumed = run_dsom(config(planted_cache, agent="ppo", episodes=3), tmp_path / "run", progress=False)
+
+    env = gym.make("DSoM-Synthetic-v0", batch_size=256, cache_dir=planted_cache, progress=False)
+    saved_policy = load_agent("ppo", saved["agent"]["sb3"].numpy().tobytes(), env).policy.state_dict()
+    torch.testing.assert_close(restored["policy"], saved_policy)
+    torch.testing.assert_close(restored["student"], saved["env"]["student"])
+    episode_steps = first["history"][0]["step"]
+    assert restored["timesteps"] == episode_steps
+    assert resumed["history"][0] == first["history"][0]
+    assert [h["step"] for h in resumed["history"]] == [episode_steps, 2 * episode_steps, 3 * episode_steps]
+    steps = read_run(tmp_path / "run")[0]["charts/reward"][0]  # one TensorBoard run, continued, no step twice
+    assert list(steps) == list(range(3 * episode_steps))
 
 
 def test_a_finished_run_is_not_overwritten_without_asking(planted_cache, tmp_path):

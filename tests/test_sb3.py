@@ -44,13 +44,13 @@ def test_agent_learns_and_the_callback_writes_the_run(name, planted_cache, tmp_p
     events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "images": 0})
     events.Reload()
     rewards = events.Scalars("charts/reward")
-    assert [event.step for event in rewards] == list(range(1, 257))
+    assert [event.step for event in rewards] == list(range(256))
     np.testing.assert_allclose([event.value for event in rewards], env.rewards, rtol=1e-6)
     expected = {"student/loss", LOSS_TAGS[name]} | {f"charts/selection_rate/{t}" for t in base.teacher_names}
     assert expected <= set(events.Tags()["scalars"])
     loss_steps = [event.step for event in events.Scalars(LOSS_TAGS[name])]
-    assert len(loss_steps) > 1 and loss_steps == sorted(set(loss_steps)) and loss_steps[-1] == 256  # once per update
-    assert [event.step for event in events.Images("charts/selection_by_relation")] == [100, 200, 256]
+    assert len(loss_steps) > 1 and loss_steps == sorted(set(loss_steps)) and loss_steps[-1] == 255  # once per update
+    assert [event.step for event in events.Images("charts/selection_by_relation")] == [99, 199, 255]
 
 
 def parameter_count(module: torch.nn.Module) -> int:
