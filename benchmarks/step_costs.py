@@ -1,7 +1,8 @@
 """Costs of a plain student step, a distillation step with K=3 teachers (their forward included) and env.step.
 
-The teachers have MKG-W's shapes (structure at twice the student's rank, text and text-fusion over 384-d
-features); their weights and features are random, which does not change the cost. ``env.step`` chooses every
+The teachers have the MKG-W zoo's shapes (structure and text-fusion: ensembles of ``ENSEMBLE_MEMBERS`` models of
+the student's rank; text: one, over 384-d features); their weights and features are random, which does not change
+the cost. ``env.step`` chooses every
 teacher for every query, so it does the same distillation step and adds the observation and the reward. Each timing
 is the best of ``--repeats`` interleaved rounds of ``--steps`` steps on the same batches.
 
@@ -21,8 +22,9 @@ import torch
 from dsom_env.cache import atomic_write_text
 from dsom_env.data import load_dataset
 from dsom_env.env import REWARD_MODES, TeacherCombinationEnv
-from dsom_env.teachers import TeacherPool
+from dsom_env.teachers import ENSEMBLE_MEMBERS, TeacherPool
 from students.complex import ComplEx
+from students.ensemble import ComplExEnsemble
 from students.distill import DistillConfig, StaticDistillation
 from students.modal import ModalComplEx
 from students.train import TrainConfig, build_student
@@ -33,7 +35,7 @@ TEXT_DIM = 384
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None, help="folder holding MKG-W/ (default: $DSOM_DATA_DIR)")
-    parser.add_argument("--rank", type=int, default=512, help="student rank; the structural teacher has twice it")
+    parser.add_argument("--rank", type=int, default=512, help="rank of the student and of each teacher model")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=2)
@@ -44,10 +46,11 @@ def main() -> None:
     relations, entities = dataset.num_query_relations, dataset.num_entities
     torch.manual_seed(0)
     features = torch.randn(entities, TEXT_DIM)
+    members = range(ENSEMBLE_MEMBERS)
     pool = TeacherPool(["structure", "text", "text-fusion"], [
-        ComplEx(entities, relations, 2 * args.rank),
+        ComplExEnsemble([ComplEx(entities, relations, args.rank) for _ in members]),
         ModalComplEx(features, relations, args.rank),
-        ModalComplEx(features, relations, args.rank, fuse_structure=True),
+        ComplExEnsemble([ModalComplEx(features, relations, args.rank, fuse_structure=True) for _ in members]),
     ])
     config = TrainConfig(rank=args.rank, batch_size=args.batch_size)
     student = build_student(dataset, config)

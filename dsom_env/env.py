@@ -197,10 +197,14 @@ class TeacherCombinationEnv(gym.Env):
         batch, teacher_logits, scores = self.batch, self.teacher_logits, self.student_scores
         losses = distillation_loss(scores, batch[:, 2], teacher_logits, selection, self.neighbours,
                                    self.distill.tau, self.distill.alpha, self.distill.beta, self.distill.gamma)
-        loss = losses.mean() + self.student_config.n3_weight * self.student.n3(batch)
-        if self.reward_mode == "credit":
-            query_rewards = self._heldout_credit(scores, losses)
-            self._optimise(loss)
+        regulariser = self.student_config.n3_weight * self.student.n3(batch)
+        loss = losses.mean() + regulariser
+        if self.reward_mode == "credit":  # one backward through the losses serves the reward and the update
+            (loss_grads,) = torch.autograd.grad(losses.sum(), scores, retain_graph=True)
+            query_rewards = self._heldout_credit(scores, loss_grads, selection.any(dim=1))
+            self.optimizer.zero_grad(set_to_none=True)
+            torch.autograd.backward([scores, regulariser], [loss_grads / len(batch), None])
+            self.optimizer.step()
         else:
             heldout = self._heldout_batch() if self.reward_mode == "heldout" else None
             before = self._cross_entropy(batch if heldout is None else heldout, scores if heldout is None else None)
@@ -323,7 +327,7 @@ class TeacherCombinationEnv(gym.Env):
         loss.backward()
         self.optimizer.step()
 
-    def _heldout_credit(self, scores: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+    def _heldout_credit(self, scores: torch.Tensor, loss_grads: torch.Tensor, distilled: torch.Tensor) -> torch.Tensor:
         """Per query, the first-order drop of the held-out cross-entropy L that its distillation term alone causes.
 
         The term's share of the step moves the weights by ``-lr / B * grad(KD_b)``, which changes L by
@@ -332,9 +336,16 @@ class TeacherCombinationEnv(gym.Env):
         ``grad(L)`` (``ComplEx.score_change``, two matrix products). The hard-label term is the same whatever the
         choice, so it is left out; a query without teachers gets 0, a helpful choice a positive and a misleading one
         a negative reward.
+
+        :param scores: [B, E] the student's scores of the batch.
+        :param loss_grads: [B, E] the gradient of the per-query losses' sum with respect to ``scores``; the
+            cross-entropy's part, ``softmax(s) - onehot(t)``, is taken off here.
+        :param distilled: [B] bool, the queries with teachers (the others' loss is the cross-entropy alone).
         """
-        cross_entropy = F.cross_entropy(scores, self.batch[:, 2], reduction="none")
-        (score_grads,) = torch.autograd.grad((losses - cross_entropy).sum(), scores, retain_graph=True)
+        with torch.no_grad():
+            score_grads = loss_grads - F.softmax(scores, dim=-1)
+            score_grads[torch.arange(len(scores), device=scores.device), self.batch[:, 2]] += 1.0
+            score_grads *= distilled.unsqueeze(1)
         heldout = self._heldout_batch()
         heldout_loss = F.cross_entropy(self.student(heldout), heldout[:, 2])
         entity_grad, relation_grad = torch.autograd.grad(heldout_loss, [self.student.entity.weight,
