@@ -174,13 +174,21 @@ def train_teachers(
     progress: bool = True,
 ) -> list[dict]:
     """Train every teacher not yet cached (an interrupted one resumes) and return a row per teacher with its
-    valid and test metrics and whether it was trained now."""
+    valid and test metrics and whether it was trained now, each ensemble preceded by a row per member."""
     rows = []
     for spec in specs:
         trained_now = ensure_trained(dataset, spec, data_dir, cache_dir, device, progress)
-        checkpoint = _read_checkpoint(dataset, spec, teacher_dir(dataset, spec, cache_dir) / "teacher.pt", device)
-        rows.append({"teacher": spec.name, "trained_now": trained_now, **checkpoint["metrics"]})
+        for member in spec.member_specs() if spec.members > 1 else []:
+            rows.append({"teacher": f"{spec.name} seed {member.config.seed}", "member_of": spec.name,
+                         **_metrics(dataset, member, cache_dir, device)})
+        rows.append({"teacher": spec.name, "trained_now": trained_now, **_metrics(dataset, spec, cache_dir, device)})
     return rows
+
+
+def _metrics(dataset: KGDataset, spec: TeacherSpec, cache_dir: str | os.PathLike | None, device: torch.device | str
+             ) -> dict[str, dict[str, float]]:
+    """The valid and test metrics a trained teacher's checkpoint holds."""
+    return _read_checkpoint(dataset, spec, teacher_dir(dataset, spec, cache_dir) / "teacher.pt", device)["metrics"]
 
 
 def ensure_trained(

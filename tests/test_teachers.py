@@ -102,9 +102,11 @@ def test_an_ensemble_teacher_caches_its_members_and_serves_their_mean(planted, c
     members = ensemble.member_specs()
     assert [member.config.seed for member in members] == [structure.config.seed, structure.config.seed + 1]
     rows = train_teachers(planted, [ensemble], cache_dir=tmp_path, progress=False)
-    assert rows[0]["trained_now"] and rows[0]["valid"]["mrr"] > 0
+    assert [row["teacher"] for row in rows] == ["structure-ensemble seed 0", "structure-ensemble seed 1",
+                                                "structure-ensemble"]
+    assert rows[-1]["trained_now"] and all(row["valid"]["mrr"] > 0 for row in rows)
     pool = TeacherPool([ensemble.name], [load_teacher(planted, ensemble, cache_dir=tmp_path)])
     queries = planted.queries("valid")[:20]
     each = [load_teacher(planted, member, cache_dir=tmp_path)(queries) for member in members]
     torch.testing.assert_close(pool.logits(queries)[0], torch.stack(each).mean(0))
-    assert train_teachers(planted, [ensemble], cache_dir=tmp_path, progress=False)[0]["trained_now"] is False
+    assert train_teachers(planted, [ensemble], cache_dir=tmp_path, progress=False)[-1]["trained_now"] is False
