@@ -28,13 +28,12 @@ class ComplExEnsemble(nn.Module):
         """[E, 2 M k]: the members' entity tables, real parts then imaginary parts."""
         return _concatenate_ranks([member.entity_table() for member in self.members])
 
-    def relation_table(self) -> torch.Tensor:
-        """[relations, 2 M k]: the members' relation embeddings laid out as the entity table, divided by M."""
-        return _concatenate_ranks([member.relation.weight for member in self.members]) / len(self.members)
-
     def query(self, heads: torch.Tensor, relations: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """The complex product ``e_h * w_r`` as [B, 2 M k], with the batch's relation rows of every member laid out
+        as the entity table and divided by M (gathered per batch: the full relation table is never concatenated)."""
         table = self.entity_table() if table is None else table
-        return complex_product(F.embedding(heads, table), self.relation_table()[relations])
+        relation = _concatenate_ranks([member.relation(relations) for member in self.members]) / len(self.members)
+        return complex_product(F.embedding(heads, table), relation)
 
     def forward(self, queries: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """Scores [B, E]: the mean of the members' scores for each query row (h, r, ...)."""
