@@ -202,9 +202,7 @@ class TeacherCombinationEnv(gym.Env):
         if self.reward_mode == "credit":  # one backward through the losses serves the reward and the update
             (loss_grads,) = torch.autograd.grad(losses.sum(), scores, retain_graph=True)
             query_rewards = self._heldout_credit(scores, loss_grads, selection.any(dim=1))
-            self.optimizer.zero_grad(set_to_none=True)
-            torch.autograd.backward([scores, regulariser], [loss_grads / len(batch), None])
-            self.optimizer.step()
+            self._optimise([scores, regulariser], [loss_grads / len(batch), None])
         else:
             heldout = self._heldout_batch() if self.reward_mode == "heldout" else None
             before = self._cross_entropy(batch if heldout is None else heldout, scores if heldout is None else None)
@@ -322,9 +320,12 @@ class TeacherCombinationEnv(gym.Env):
                              f"{np.unique(action)[:5]}")
         return torch.as_tensor(action.reshape(shape).astype(bool), device=self.device)
 
-    def _optimise(self, loss: torch.Tensor) -> None:
+    def _optimise(self, outputs: torch.Tensor | list[torch.Tensor],
+                  output_grads: list[torch.Tensor | None] | None = None) -> None:
+        """One optimiser step on the gradient that backpropagating ``outputs`` (weighted by ``output_grads``, as
+        ``torch.autograd.backward`` takes them; a scalar loss needs none) gives the student."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        torch.autograd.backward(outputs, output_grads)
         self.optimizer.step()
 
     def _heldout_credit(self, scores: torch.Tensor, loss_grads: torch.Tensor, distilled: torch.Tensor) -> torch.Tensor:
