@@ -26,7 +26,7 @@ import dsom_env  # noqa: F401  (registers the environments)
 from agents.baselines import KEYWORDS, fixed_policy
 from agents.reinforce import ReinforceAgent, ReinforceConfig
 from agents.run_log import RunLogger
-from agents.sb3 import RunLoggerCallback, agent_bytes, load_agent, make_agent
+from agents.sb3 import RunLoggerCallback, agent_state, load_agent, make_agent
 from dsom_env.cache import atomic_save, atomic_write_text
 from dsom_env.env import TeacherCombinationEnv
 from students.evaluate import evaluate
@@ -183,10 +183,9 @@ def _learn_sb3(config: RunConfig, env: gym.Env, tracker: EpisodeTracker, logger:
     if saved is None:
         model = make_agent(config.agent, env, config.seed)
     else:
-        model = load_agent(config.agent, saved["agent"]["sb3"].numpy().tobytes(), env)
+        model = load_agent(config.agent, saved["agent"]["sb3"], env)
     callbacks = [RunLoggerCallback(logger, heatmap_every=base.steps_per_episode),
-                 _TrackerCallback(tracker, config.episodes, lambda: save_checkpoint(
-                     {"sb3": torch.frombuffer(bytearray(agent_bytes(model)), dtype=torch.uint8)}))]
+                 _TrackerCallback(tracker, config.episodes, lambda: save_checkpoint({"sb3": agent_state(model)}))]
     if saved is not None:
         callbacks.insert(0, _RestoreEnvCallback(saved["env"]))
     steps_left = (config.episodes - tracker.state["episode"]) * base.steps_per_episode

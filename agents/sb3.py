@@ -194,17 +194,19 @@ def make_agent(
     return agent
 
 
-def agent_bytes(agent: BaseAlgorithm) -> bytes:
-    """The agent as SB3 saves it (weights, optimiser, hyper-parameters, step count), without its replay buffer."""
+def agent_state(agent: BaseAlgorithm) -> th.Tensor:
+    """The agent as SB3 saves it (weights, optimiser, hyper-parameters, step count; no replay buffer), as a uint8
+    tensor: a checkpoint holding it still loads with ``torch.load(weights_only=True)``."""
     buffer = io.BytesIO()
     agent.save(buffer)
-    return buffer.getvalue()
+    return th.frombuffer(bytearray(buffer.getvalue()), dtype=th.uint8)
 
 
-def load_agent(name: str, saved: bytes, env: gym.Env, verbose: int = 0) -> BaseAlgorithm:
-    """The agent ``make_agent(name, env)`` made, as :func:`agent_bytes` saved it, acting on ``env`` again."""
+def load_agent(name: str, state: th.Tensor, env: gym.Env, verbose: int = 0) -> BaseAlgorithm:
+    """The agent ``make_agent(name, env)`` made, as :func:`agent_state` saved it, acting on ``env`` again."""
     _check_name(name)
-    agent = ALGORITHMS[name].load(io.BytesIO(saved), env=WholeBatchCombination(env) if name == "dqn" else env,
+    agent = ALGORITHMS[name].load(io.BytesIO(state.numpy().tobytes()),
+                                  env=WholeBatchCombination(env) if name == "dqn" else env,
                                   device=DEFAULTS[name]["device"])
     agent.set_logger(_folderless_logger(verbose))
     return agent
