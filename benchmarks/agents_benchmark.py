@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import statistics
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from agents.dsom_run import RunConfig, run_dsom
 from dsom_env.cache import atomic_write_text
 from dsom_env.data import dataset_by_name
 from dsom_env.teachers import teacher_zoo, train_teachers
+from spread import spread
 
 REFERENCES = ("all", "none")  # the fixed policies every learned agent is compared with
 
@@ -60,7 +60,7 @@ def main() -> None:
                                    "best_episode": results["best_episode"], "episodes_run": results["episodes_run"],
                                    "selection_rate_last_episode": results["history"][-1]["selection_rate"],
                                    "wall_seconds": results["wall_seconds"]})
-    test_mrr = {agent: _spread([row["test"]["mrr"] for row in agent_rows]) for agent, agent_rows in rows.items()}
+    test_mrr = {agent: spread([row["test"]["mrr"] for row in agent_rows]) for agent, agent_rows in rows.items()}
     lifts = {agent: {f"over_{reference}": test_mrr[agent]["mean"] - test_mrr[reference]["mean"]
                      for reference in REFERENCES if reference in test_mrr and reference != agent}
              for agent in test_mrr}
@@ -87,10 +87,6 @@ def _run(job: tuple[RunConfig, Path]) -> dict:
 def _command(args: argparse.Namespace) -> str:
     return (f"python benchmarks/agents_benchmark.py --env {args.env} --data-dir ../shared/datasets --agents "
             f"{' '.join(args.agents)} --seeds {' '.join(map(str, args.seeds))} --device {args.device}")
-
-
-def _spread(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
 import gymnasium as gym
@@ -23,6 +22,7 @@ import torch
 from agents.dsom_run import RunConfig, planted_match, run_dsom
 from agents.reinforce import ReinforceAgent, ReinforceConfig
 from dsom_env.cache import atomic_write_text
+from spread import spread
 
 AGENTS = {
     "reinforce-improvement": ("reinforce", {"reward_mode": "improvement"}),
@@ -65,7 +65,7 @@ def main() -> None:
                   f"{last['planted_match']:.2f} (deterministic {deterministic}), selection {last['selection_rate']}",
                   flush=True)
     keys = ("test_mrr", "planted_match_last_episode", "planted_match_deterministic")
-    summary = {name: {key: _spread([row[key] for row in runs]) for key in keys if runs[0][key] is not None}
+    summary = {name: {key: spread([row[key] for row in runs]) for key in keys if runs[0][key] is not None}
                for name, runs in rows.items()}
     report = {"command": "python benchmarks/agents_synthetic.py", "env": "DSoM-Synthetic-v0", "seeds": args.seeds,
               "episodes": args.episodes, "summary": summary, "runs": rows}
@@ -100,10 +100,6 @@ def _deterministic_match(run_dir: Path, config: RunConfig) -> float:
         matches.append(planted_match(base, relations, action.reshape(base.batch_size, -1)).mean())
         observation, _, _, truncated, _ = env.step(action)
     return float(np.mean(matches))
-
-
-def _spread(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from dsom_env.data import DATASETS, SYNTHETIC, dataset_by_name
 from dsom_env.teachers import teacher_zoo, train_teachers
 from students.distill import DistillConfig
 from students.train import TrainConfig
+from spread import spread
 
 # Candidates for the distillation weights, each a change from the defaults (student N3 included: distillation
 # regularises the student, so its best N3 weight may be lower than the plain student's).
@@ -89,7 +89,7 @@ def main() -> None:
         runs["all_teachers"].append(run(f"{_grid_name(_change(distill, student), seed)}", replace(student, seed=seed),
                                         distill))
 
-    summary = {variant: _spread([row["test"]["mrr"] for row in rows]) for variant, rows in runs.items()}
+    summary = {variant: spread([row["test"]["mrr"] for row in rows]) for variant, rows in runs.items()}
     report = {
         "command": _command(args),
         "dataset": args.dataset,
@@ -128,11 +128,6 @@ def _command(args: argparse.Namespace) -> str:
     line = f"python benchmarks/distill_benchmark.py --dataset {args.dataset} --data-dir ../shared/datasets"
     line += " --grid" if args.grid else "".join(f" --{k} {getattr(args, k):g}" for k in asdict(DistillConfig()))
     return line + f" --seeds {' '.join(map(str, args.seeds))}" + (f" --device {args.device}" if args.device != "cpu" else "")
-
-
-def _spread(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "min": min(values), "max": max(values)}
 
 
 if __name__ == "__main__":
