@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--distill", default=None,
                        help="distil from these teachers: 'all' or comma-separated names (default: plain student)")
     _add_fields(train, DistillConfig)
+    _add_teacher_table(train)
     train.add_argument("--run-dir", default=None,
                        help="checkpoints and results.json (default: runs/student-DATASET[-TEACHERS]-seedSEED); "
                             "an interrupted run in it resumes")
@@ -95,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
                                                           "(default: the env's)")
     dsom.add_argument("--heldout-split", default=None, help="train or valid (default: the env's)")
     dsom.add_argument("--teachers", default=None, help="comma-separated names (default: the dataset's whole zoo)")
+    _add_teacher_table(dsom)
     dsom.add_argument("--logdir", default="runs", help="parent of the run folder (default: runs)")
     dsom.add_argument("--run-dir", default=None, help="the run folder (default: LOGDIR/ENV-AGENT-seedSEED); an "
                                                       "interrupted run in it resumes")
@@ -150,6 +152,12 @@ def _add_runtime(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _add_teacher_table(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-teacher-table", action="store_true",
+                        help="compute the teachers' logits at every step instead of once for all training queries "
+                             "(saves their memory: K x distinct train queries x entities floats, 6.6 GB on MKG-W)")
+
+
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset folders (default: $DSOM_DATA_DIR)")
 
@@ -186,7 +194,7 @@ def _student_train(args: argparse.Namespace) -> int:
     label = "" if args.distill is None else f"-{args.distill.replace(',', '+')}"
     run_dir = Path(args.run_dir or f"runs/student-{args.dataset}{label}-seed{config.seed}")
     results = run_student(dataset, config, run_dir, _names(args.distill), distill, args.data_dir, args.cache_dir,
-                          args.device, not args.no_progress)
+                          args.device, not args.no_progress, not args.no_teacher_table)
     print(_metrics_table({"valid": results["valid"], "test": results["test"]}))
     print(f"best epoch {results['best_epoch']} of {results['epochs_run']}; results in {run_dir / 'results.json'}")
     return 0
@@ -202,6 +210,8 @@ def _dsom_train(args: argparse.Namespace) -> int:
     env_kwargs = {key: value for key, value in options.items() if value is not None}
     if args.device != "cpu":
         env_kwargs["device"] = args.device
+    if args.no_teacher_table:
+        env_kwargs["tabulate_teachers"] = False
     config = RunConfig(args.env, args.agent, args.seed, args.episodes, args.patience, env_kwargs)
     run_dir = Path(args.run_dir or Path(args.logdir) / f"{args.env}-{args.agent}-seed{args.seed}")
     results = run_dsom(config, run_dir, args.overwrite, not args.no_progress)

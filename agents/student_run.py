@@ -29,11 +29,14 @@ def run_student(
     cache_dir: str | os.PathLike | None = None,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    tabulate_teachers: bool = True,
 ) -> dict:
     """Train, evaluate and record a student; an interrupted run in ``run_dir`` resumes.
 
     :param teachers: distil from these teachers (``["all"]`` for the dataset's whole zoo); None for a plain student.
     :param distill: distillation weights (defaults when None).
+    :param tabulate_teachers: compute the teachers' logits for the training queries once instead of every epoch
+        (``TeacherPool.tabulate``; memory: K x distinct train queries x entities floats).
     :return: the results written to ``<run_dir>/results.json``.
     """
     run_dir = Path(run_dir)
@@ -42,6 +45,8 @@ def run_student(
     if teachers is not None:
         names = None if teachers == ["all"] else teachers
         pool = TeacherPool.from_cache(dataset, names, data_dir, cache_dir, device, progress=progress)
+        if tabulate_teachers:
+            pool.tabulate(dataset.queries("train"), progress=progress)
         distill = distill or DistillConfig()
     model = build_student(dataset, config, device)
     batch_loss = None if pool is None else StaticDistillation(

@@ -263,7 +263,8 @@ class TeacherPool:
 
     Each teacher's entity table is computed once (they are frozen); a batch then costs one query product and one
     matrix product per teacher, done under ``no_grad`` (not inference mode, so that the logits may enter the
-    student's loss as constants).
+    student's loss as constants). ``tabulate`` goes further for the queries a run asks for every epoch: their logits
+    are computed once and a batch of them is then a row gather.
 
     :param names: the teachers' names, in the order of the K axis.
     :param teachers: trained models mapping queries to scores.
@@ -280,6 +281,8 @@ class TeacherPool:
         self.teachers = [teacher.to(self.device).eval().requires_grad_(False) for teacher in teachers]
         with torch.no_grad():
             self.tables = [teacher.entity_table() for teacher in self.teachers]
+        self.tabulated_keys: torch.Tensor | None = None  # sorted query keys of the logit table's rows
+        self.logit_table: list[torch.Tensor] = []  # per teacher, [Q, E]
 
     @classmethod
     def from_cache(
@@ -304,11 +307,54 @@ class TeacherPool:
         return len(self.teachers)
 
     @torch.no_grad()
+    def tabulate(self, queries: torch.Tensor, batch_size: int = 1024, progress: bool = True) -> None:
+        """Compute every teacher's logits for the distinct (h, r) of ``queries`` once, and serve them from then on.
+
+        A teacher's logits depend on the query's head and relation alone, and a training run asks for the same train
+        queries every epoch: tabulating them pays the teachers' forward once per run instead of once per epoch, for
+        K x Q x E floats of memory (MKG-W's 36,593 distinct train queries: 2.2 GB per teacher). Batches holding a
+        query outside the table are computed as before.
+        """
+        keys = _query_keys(queries.to(self.device)).unique()
+        distinct = torch.stack([keys >> 32, keys & 0xFFFFFFFF], dim=1)
+        self.logit_table = [torch.empty(len(keys), table.shape[0], device=self.device) for table in self.tables]
+        self.tabulated_keys = None  # computed by the teachers, not read from the half-filled table
+        gigabytes = sum(table.numel() for table in self.logit_table) * 4 / 1e9
+        chunks = distinct.split(batch_size)
+        bar = tqdm(chunks, desc=f"tabulating teacher logits ({len(keys)} queries, {gigabytes:.1f} GB)",
+                   disable=not progress, leave=False)
+        for start, chunk in zip(range(0, len(keys), batch_size), bar):
+            self._compute(chunk, [table[start:start + len(chunk)] for table in self.logit_table])
+        self.tabulated_keys = keys
+
+    @torch.no_grad()
     def logits(self, queries: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """[K, B, E] scores of every teacher for each query row (h, r, ...), written into ``out`` when given."""
         queries = queries.to(self.device)
         if out is None:
             out = torch.empty(len(self.teachers), len(queries), self.tables[0].shape[0], device=self.device)
+        rows = self._table_rows(queries)
+        if rows is None:
+            self._compute(queries, out)
+        else:
+            for k, table in enumerate(self.logit_table):
+                torch.index_select(table, 0, rows, out=out[k])
+        return out
+
+    def _table_rows(self, queries: torch.Tensor) -> torch.Tensor | None:
+        """The logit table's row of each query, or None when the table is absent or misses one of them."""
+        if self.tabulated_keys is None:
+            return None
+        keys = _query_keys(queries)
+        rows = torch.searchsorted(self.tabulated_keys, keys).clamp_(max=len(self.tabulated_keys) - 1)
+        return rows if bool((self.tabulated_keys[rows] == keys).all()) else None
+
+    def _compute(self, queries: torch.Tensor, out: torch.Tensor | list[torch.Tensor]) -> None:
+        """Each teacher's forward for ``queries``, written into ``out[k]``."""
         for k, (teacher, table) in enumerate(zip(self.teachers, self.tables)):
             torch.matmul(teacher.query(queries[:, 0], queries[:, 1], table), table.t(), out=out[k])
-        return out
+
+
+def _query_keys(queries: torch.Tensor) -> torch.Tensor:
+    """One int64 per query row (h, r, ...): head in the high 32 bits, relation in the low ones."""
+    return (queries[:, 0].long() << 32) | queries[:, 1].long()

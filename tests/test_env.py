@@ -203,7 +203,8 @@ def test_the_checkers_pass_on_real_mkgw_with_a_small_batch(mkgw):
     it takes about an hour on 2 cores), which changes the values the env shows, not its interface."""
     torch.manual_seed(0)
     pool = TeacherPool(["structure", "text"], [ComplEx(mkgw.num_entities, mkgw.num_query_relations, 8) for _ in "st"])
-    env = gym.make("DSoM-MKGW-v0", dataset=mkgw, teacher_pool=pool, batch_size=16, student_rank=16, progress=False)
+    env = gym.make("DSoM-MKGW-v0", dataset=mkgw, teacher_pool=pool, tabulate_teachers=False, batch_size=16,
+                   student_rank=16, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_env(env.unwrapped)

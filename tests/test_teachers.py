@@ -62,6 +62,20 @@ def test_pool_logits_equal_each_teachers_forward(planted, cache):
     assert pool.names == ["structure", "planted-0", "planted-1"]
 
 
+def test_a_tabulated_pool_serves_the_teachers_forward(planted, cache):
+    pool = TeacherPool.from_cache(planted, cache_dir=cache, train_missing=False)
+    train = planted.queries("train")
+    pool.tabulate(train, batch_size=100, progress=False)
+    seen = {(h, r) for h, r, _ in train.tolist()}
+    assert len(pool.logit_table[0]) == len(seen)  # one row per distinct (h, r)
+    shuffled = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))][:300]
+    expected = torch.stack([teacher(shuffled) for teacher in pool.teachers])
+    torch.testing.assert_close(pool.logits(shuffled), expected)
+    outside = next(query for query in planted.queries("valid") if tuple(query[:2].tolist()) not in seen)
+    unseen = torch.cat([shuffled[:10], outside[None]])  # one query outside the table: the batch is computed
+    assert pool._table_rows(unseen) is None
+    torch.testing.assert_close(pool.logits(unseen), torch.stack([teacher(unseen) for teacher in pool.teachers]))
+
 def test_static_distillation_batch_loss(planted, cache):
     pool = TeacherPool.from_cache(planted, ["planted-0", "planted-1"], cache_dir=cache, train_missing=False)
     config = TrainConfig(rank=8)
