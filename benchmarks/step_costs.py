@@ -64,8 +64,9 @@ def main() -> None:
     optimizer = torch.optim.Adagrad(student.parameters(), lr=config.learning_rate)
     batches = dataset.queries("train")[torch.randperm(len(dataset.train) * 2)].split(args.batch_size)[: args.steps]
     everyone = torch.ones(len(pool), dtype=torch.bool)
-    distilled, distilled_tabulated = (StaticDistillation(student, logits, dataset, everyone, DistillConfig(),
-                                                         config.n3_weight) for logits in (pool.logits, tabulated.logits))
+    distilled, distilled_tabulated = (
+        StaticDistillation(student, logits, dataset, everyone, DistillConfig(), config.n3_weight)
+        for logits in (pool.logits, tabulated.logits))
 
     def steps(loss_of) -> None:
         for batch in batches:
@@ -78,9 +79,9 @@ def main() -> None:
         for batch in batches:
             serving.logits(batch)
 
-    envs = {mode: TeacherCombinationEnv(dataset, teacher_pool=tabulated, batch_size=args.batch_size, student_rank=args.rank,
-                                        learning_rate=config.learning_rate, n3_weight=config.n3_weight,
-                                        reward_mode=mode, heldout_split="valid") for mode in REWARD_MODES}
+    envs = {mode: TeacherCombinationEnv(dataset, teacher_pool=tabulated, batch_size=args.batch_size,
+                                        student_rank=args.rank, learning_rate=config.learning_rate,
+                                        n3_weight=config.n3_weight, reward_mode=mode, heldout_split="valid") for mode in REWARD_MODES}
     choose_all = np.ones(args.batch_size * len(pool), dtype=np.int8)
     for env in envs.values():
         env.reset(seed=0)  # an MKG-W episode is longer than all the timed steps together
