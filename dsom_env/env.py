@@ -81,7 +81,8 @@ class TeacherCombinationEnv(gym.Env):
     :param teacher_pool: ready teachers to use instead (then ``teachers`` must be None).
     :param tabulate_teachers: compute the teachers' logits for every training query once, at construction, instead
         of at every step (``TeacherPool.tabulate``): several times faster steps for K x Q x E floats of memory
-        (MKG-W's zoo: 6.6 GB). Turn it off for many vector-env workers on one machine, or little memory.
+        (MKG-W's zoo: 6.6 GB; skipped with a warning when memory is short). Turn it off for many vector-env workers
+        on one machine.
     :param batch_size: queries per step.
     :param student_rank, learning_rate, optimizer, n3_weight: the student's configuration.
     :param tau, alpha, beta, gamma: distillation weights (see ``students.distill``).

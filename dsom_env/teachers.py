@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -33,6 +34,7 @@ TEACHER_FORMAT = 2
 ENSEMBLE_MEMBERS = 3  # models per structural or fusion teacher of a benchmark
 TEXT_N3_WEIGHT = 0.02  # the text teacher's N3, chosen on MKG-W valid (benchmarks/results/teachers_MKG-W.json)
 TEACHER_SEED = 100  # benchmark teachers start from other seeds than the students (0, 1, 2): none copies its student
+TABLE_MEMORY_SHARE = 0.8  # most of the available memory a teacher logit table may take
 
 
 @dataclass(frozen=True)
@@ -307,25 +309,38 @@ class TeacherPool:
         return len(self.teachers)
 
     @torch.no_grad()
-    def tabulate(self, queries: torch.Tensor, batch_size: int = 1024, progress: bool = True) -> None:
+    def tabulate(self, queries: torch.Tensor, batch_size: int = 1024, progress: bool = True) -> bool:
         """Compute every teacher's logits for the distinct (h, r) of ``queries`` once, and serve them from then on.
 
         A teacher's logits depend on the query's head and relation alone, and a training run asks for the same train
         queries every epoch: tabulating them pays the teachers' forward once per run instead of once per epoch, for
         K x Q x E floats of memory (MKG-W's 36,593 distinct train queries: 2.2 GB per teacher). Batches holding a
-        query outside the table are computed as before.
+        query outside the table are computed as before. A pool whose table holds ``queries`` already keeps it. When
+        the table would take more than ``TABLE_MEMORY_SHARE`` of the device's available memory, the pool warns and
+        keeps computing the logits per batch.
+
+        :return: whether the logits of ``queries`` are now served from the table.
         """
-        keys = _query_keys(queries.to(self.device)).unique()
+        queries = queries.to(self.device)
+        if self._table_rows(queries) is not None:
+            return True
+        keys = _query_keys(queries).unique()
+        needed = len(keys) * self.tables[0].shape[0] * len(self.tables) * 4
+        available = available_memory(self.device)
+        if available is not None and needed > TABLE_MEMORY_SHARE * available:
+            warnings.warn(f"the teachers' logit table needs {needed / 1e9:.1f} GB and {self.device} has "
+                          f"{available / 1e9:.1f} GB available: computing the logits at every step instead",
+                          stacklevel=2)
+            return False
         distinct = torch.stack([keys >> 32, keys & 0xFFFFFFFF], dim=1)
         self.logit_table = [torch.empty(len(keys), table.shape[0], device=self.device) for table in self.tables]
         self.tabulated_keys = None  # computed by the teachers, not read from the half-filled table
-        gigabytes = sum(table.numel() for table in self.logit_table) * 4 / 1e9
-        chunks = distinct.split(batch_size)
-        bar = tqdm(chunks, desc=f"tabulating teacher logits ({len(keys)} queries, {gigabytes:.1f} GB)",
-                   disable=not progress, leave=False)
+        bar = tqdm(distinct.split(batch_size), desc=f"tabulating teacher logits ({len(keys)} queries, "
+                   f"{needed / 1e9:.1f} GB)", disable=not progress, leave=False)
         for start, chunk in zip(range(0, len(keys), batch_size), bar):
             self._compute(chunk, [table[start:start + len(chunk)] for table in self.logit_table])
         self.tabulated_keys = keys
+        return True
 
     @torch.no_grad()
     def logits(self, queries: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -353,6 +368,20 @@ class TeacherPool:
         """Each teacher's forward for ``queries``, written into ``out[k]``."""
         for k, (teacher, table) in enumerate(zip(self.teachers, self.tables)):
             torch.matmul(teacher.query(queries[:, 0], queries[:, 1], table), table.t(), out=out[k])
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for new tensors on ``device``: CUDA's free memory, or Linux's MemAvailable; None when unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def _query_keys(queries: torch.Tensor) -> torch.Tensor:

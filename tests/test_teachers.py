@@ -65,9 +65,11 @@ def test_pool_logits_equal_each_teachers_forward(planted, cache):
 def test_a_tabulated_pool_serves_the_teachers_forward(planted, cache):
     pool = TeacherPool.from_cache(planted, cache_dir=cache, train_missing=False)
     train = planted.queries("train")
-    pool.tabulate(train, batch_size=100, progress=False)
+    assert pool.tabulate(train, batch_size=100, progress=False)
     seen = {(h, r) for h, r, _ in train.tolist()}
     assert len(pool.logit_table[0]) == len(seen)  # one row per distinct (h, r)
+    table = pool.logit_table[0]
+    assert pool.tabulate(train[:100], progress=False) and pool.logit_table[0] is table  # covered already: kept
     shuffled = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))][:300]
     expected = torch.stack([teacher(shuffled) for teacher in pool.teachers])
     torch.testing.assert_close(pool.logits(shuffled), expected)
@@ -75,6 +77,16 @@ def test_a_tabulated_pool_serves_the_teachers_forward(planted, cache):
     unseen = torch.cat([shuffled[:10], outside[None]])  # one query outside the table: the batch is computed
     assert pool._table_rows(unseen) is None
     torch.testing.assert_close(pool.logits(unseen), torch.stack([teacher(unseen) for teacher in pool.teachers]))
+
+
+def test_a_table_too_large_for_the_memory_is_not_built(planted, cache, monkeypatch):
+    pool = TeacherPool.from_cache(planted, cache_dir=cache, train_missing=False)
+    monkeypatch.setattr("dsom_env.teachers.available_memory", lambda device: 1000)
+    with pytest.warns(UserWarning, match=r"logit table needs .* GB .* computing the logits at every step"):
+        assert not pool.tabulate(planted.queries("train"), progress=False)
+    queries = planted.queries("train")[:50]
+    assert pool._table_rows(queries) is None
+    torch.testing.assert_close(pool.logits(queries), torch.stack([teacher(queries) for teacher in pool.teachers]))
 
 def test_static_distillation_batch_loss(planted, cache):
     pool = TeacherPool.from_cache(planted, ["planted-0", "planted-1"], cache_dir=cache, train_missing=False)
