@@ -10,7 +10,7 @@ from gymnasium.envs.registration import register
 ENTRY_POINT = "dsom_env.env:TeacherCombinationEnv"
 # The student of the benchmark envs: the plain ComplEx configuration tuned on MKG-W valid
 # (benchmarks/results/complex_mkgw.json) and the distillation weight chosen on MKG-W valid
-# (the grid in benchmarks/results/previous_zoo_h200/distill_MKG-W.json).
+# (`benchmarks/distill_benchmark.py --grid`, see the README's Results).
 BENCHMARK_STUDENT = {"student_rank": 512, "batch_size": 1000, "n3_weight": 0.05, "learning_rate": 0.1, "gamma": 0.5}
 
 register(id="DSoM-Synthetic-v0", entry_point=ENTRY_POINT, kwargs={"dataset": "synthetic"})
