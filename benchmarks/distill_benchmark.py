@@ -5,7 +5,8 @@ a small grid (``--grid``), or takes them from the command line (``--tau`` ...); 
 ComplEx student and one distilled from every teacher with the same configuration and budget. Each run checkpoints
 under ``--run-dir`` and a finished run is read back, not retrained, so the benchmark resumes. Writes the teachers'
 metrics, the grid, each run's valid and test metrics and the mean and spread of test MRR to
-``benchmarks/results/distill_<dataset>.json``. Test metrics never choose anything.
+``benchmarks/results/distill_<dataset>.json``, after every seed (``complete`` says whether all seeds are in). Test
+metrics never choose anything.
 
     python benchmarks/distill_benchmark.py --dataset MKG-W --data-dir ../shared/datasets --grid
     python benchmarks/distill_benchmark.py --dataset MKG-Y --data-dir ../shared/datasets --tau 2 --gamma 1
@@ -83,28 +84,32 @@ def main() -> None:
         best = max(grid, key=lambda row: row["valid"]["mrr"])
         distill, student = DistillConfig(**best["distill"]), replace(base, n3_weight=best["n3_weight"])
 
+    output = args.output or f"benchmarks/results/distill_{args.dataset}.json"
     runs: dict[str, list[dict]] = {"plain": [], "all_teachers": []}
     for seed in args.seeds:
         runs["plain"].append(run(f"plain-seed{seed}", replace(base, seed=seed), None))
         runs["all_teachers"].append(run(f"{_grid_name(_change(distill, student), seed)}", replace(student, seed=seed),
                                         distill))
-
-    summary = {variant: spread([row["test"]["mrr"] for row in rows]) for variant, rows in runs.items()}
-    report = {
-        "command": _command(args),
-        "dataset": args.dataset,
-        "device": args.device,
-        "wall_seconds": time.perf_counter() - started,
-        "student_config": {k: v for k, v in asdict(base).items() if k != "seed"},
-        "distill_chosen": {**asdict(distill), "n3_weight": student.n3_weight,
-                           "chosen_by": "valid MRR of seed %d over the grid" % args.seeds[0] if args.grid else "given"},
-        "teachers": teachers,
-        "grid": grid,
-        "runs": runs,
-        "test_mrr": summary,
-        "lift_of_all_teachers_over_plain": summary["all_teachers"]["mean"] - summary["plain"]["mean"],
-    }
-    atomic_write_text(json.dumps(report, indent=2) + "\n", args.output or f"benchmarks/results/distill_{args.dataset}.json")
+        # written after every seed, so that a benchmark spread over sessions shows the seeds it has finished
+        summary = {variant: spread([row["test"]["mrr"] for row in rows]) for variant, rows in runs.items()}
+        report = {
+            "command": _command(args),
+            "dataset": args.dataset,
+            "device": args.device,
+            "seeds_finished": [row["seed"] for row in runs["plain"]],
+            "complete": len(runs["plain"]) == len(args.seeds),
+            "wall_seconds_this_session": time.perf_counter() - started,
+            "student_config": {k: v for k, v in asdict(base).items() if k != "seed"},
+            "distill_chosen": {**asdict(distill), "n3_weight": student.n3_weight,
+                               "chosen_by": "valid MRR of seed %d over the grid" % args.seeds[0] if args.grid
+                               else "given"},
+            "teachers": teachers,
+            "grid": grid,
+            "runs": runs,
+            "test_mrr": summary,
+            "lift_of_all_teachers_over_plain": summary["all_teachers"]["mean"] - summary["plain"]["mean"],
+        }
+        atomic_write_text(json.dumps(report, indent=2) + "\n", output)
     for row in teachers:
         print(f"teacher {row['teacher']:<14} valid MRR {row['valid']['mrr']:.2f}  test MRR {row['test']['mrr']:.2f}")
     print(f"test MRR over seeds {args.seeds}: plain {summary['plain']['mean']:.2f} ± {summary['plain']['std']:.2f}, "
