@@ -324,6 +324,7 @@ class TeacherPool:
         queries = queries.to(self.device)
         if self._table_rows(queries) is not None:
             return True
+        self.logit_table, self.tabulated_keys = [], None  # a table that misses some queries makes room
         keys = _query_keys(queries).unique()
         needed = len(keys) * self.tables[0].shape[0] * len(self.tables) * 4
         available = available_memory(self.device)
@@ -334,7 +335,6 @@ class TeacherPool:
             return False
         distinct = torch.stack([keys >> 32, keys & 0xFFFFFFFF], dim=1)
         self.logit_table = [torch.empty(len(keys), table.shape[0], device=self.device) for table in self.tables]
-        self.tabulated_keys = None  # computed by the teachers, not read from the half-filled table
         bar = tqdm(distinct.split(batch_size), desc=f"tabulating teacher logits ({len(keys)} queries, "
                    f"{needed / 1e9:.1f} GB)", disable=not progress, leave=False)
         for start, chunk in zip(range(0, len(keys), batch_size), bar):
