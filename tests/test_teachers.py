@@ -73,6 +73,9 @@ def test_a_tabulated_pool_serves_the_teachers_forward(planted, cache):
     shuffled = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))][:300]
     expected = torch.stack([teacher(shuffled) for teacher in pool.teachers])
     torch.testing.assert_close(pool.logits(shuffled), expected)
+    buffer = torch.zeros(len(pool), 400, planted.num_entities)  # a step's buffer, sized for a larger batch
+    pool.logits(shuffled, out=buffer[:, :300])
+    torch.testing.assert_close(buffer[:, :300], expected)
     outside = next(query for query in planted.queries("valid") if tuple(query[:2].tolist()) not in seen)
     unseen = torch.cat([shuffled[:10], outside[None]])  # one query outside the table: the batch is computed
     assert pool._table_rows(unseen) is None
