@@ -38,21 +38,21 @@ def main() -> None:
                                patience=args.episodes + 1)
     env_kwargs = {"progress": False, **({"cache_dir": args.cache_dir} if args.cache_dir else {})}
 
-    def plain_run(folder: str) -> None:
+    def plain_run() -> None:
         model, _ = train_student(dataset, plain_config, progress=False)
         evaluate(model.eval(), dataset, "test")  # as the DSoM run tests its best student once
 
-    def dsom_run(folder: str) -> None:
-        run_dsom(RunConfig("DSoM-Synthetic-v0", "reinforce", 0, args.episodes, args.episodes + 1, env_kwargs),
-                 f"{folder}/run", progress=False)
+    def dsom_run() -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            run_dsom(RunConfig("DSoM-Synthetic-v0", "reinforce", 0, args.episodes, args.episodes + 1, env_kwargs),
+                     f"{folder}/run", progress=False)
 
     best = {"plain": float("inf"), "dsom": float("inf")}
     for _ in range(args.repeats):
         for name, run in (("plain", plain_run), ("dsom", dsom_run)):
-            with tempfile.TemporaryDirectory() as folder:
-                started = time.perf_counter()
-                run(folder)
-                best[name] = min(best[name], time.perf_counter() - started)
+            started = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - started)
     plain, dsom = best["plain"], best["dsom"]
     report = {"command": "python benchmarks/dsom_walltime.py", "episodes": args.episodes, "repeats": args.repeats,
               "plain_seconds": plain, "dsom_reinforce_seconds": dsom, "ratio": dsom / plain}

@@ -81,7 +81,8 @@ def main() -> None:
 
     envs = {mode: TeacherCombinationEnv(dataset, teacher_pool=tabulated, batch_size=args.batch_size,
                                         student_rank=args.rank, learning_rate=config.learning_rate,
-                                        n3_weight=config.n3_weight, reward_mode=mode, heldout_split="valid") for mode in REWARD_MODES}
+                                        n3_weight=config.n3_weight, reward_mode=mode, heldout_split="valid")
+            for mode in REWARD_MODES}
     choose_all = np.ones(args.batch_size * len(pool), dtype=np.int8)
     for env in envs.values():
         env.reset(seed=0)  # an MKG-W episode is longer than all the timed steps together

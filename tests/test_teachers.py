@@ -91,6 +91,7 @@ def test_a_table_too_large_for_the_memory_is_not_built(planted, cache, monkeypat
     assert pool._table_rows(queries) is None
     torch.testing.assert_close(pool.logits(queries), torch.stack([teacher(queries) for teacher in pool.teachers]))
 
+
 def test_static_distillation_batch_loss(planted, cache):
     pool = TeacherPool.from_cache(planted, ["planted-0", "planted-1"], cache_dir=cache, train_missing=False)
     config = TrainConfig(rank=8)
