@@ -4,9 +4,9 @@ Trains the dataset's missing teachers (cached); picks the distillation weights o
 a small grid (``--grid``), or takes them from the command line (``--tau`` ...); then trains, for each seed, a plain
 ComplEx student and one distilled from every teacher with the same configuration and budget. Each run checkpoints
 under ``--run-dir`` and a finished run is read back, not retrained, so the benchmark resumes. Writes the teachers'
-metrics, the grid, each run's valid and test metrics and the mean and spread of test MRR to
-``benchmarks/results/distill_<dataset>.json``, after every seed (``complete`` says whether all seeds are in). Test
-metrics never choose anything.
+metrics, the grid, each run's valid and test metrics and training time (its epochs' seconds, over every session that
+worked on it) and the mean and spread of test MRR to ``benchmarks/results/distill_<dataset>.json``, after every seed
+(``complete`` says whether all seeds are in). Test metrics never choose anything.
 
     python benchmarks/distill_benchmark.py --dataset MKG-W --data-dir ../shared/datasets --grid
     python benchmarks/distill_benchmark.py --dataset MKG-Y --data-dir ../shared/datasets --tau 2 --gamma 1
@@ -70,7 +70,9 @@ def main() -> None:
                                   args.cache_dir, args.device)
         print(f"{name}: valid MRR {results['valid']['mrr']:.2f}, test MRR {results['test']['mrr']:.2f}", flush=True)
         return {"seed": config.seed, "n3_weight": config.n3_weight, "distill": results["distill"],
-                "valid": results["valid"], "test": results["test"], "best_epoch": results["best_epoch"]}
+                "valid": results["valid"], "test": results["test"], "best_epoch": results["best_epoch"],
+                "epochs_run": results["epochs_run"],
+                "train_seconds": sum(record["seconds"] for record in results["history"])}
 
     base = TrainConfig(seed=args.seeds[0])
     distill = DistillConfig(args.tau, args.alpha, args.beta, args.gamma)
