@@ -35,8 +35,8 @@ def run_student(
 
     :param teachers: distil from these teachers (``["all"]`` for the dataset's whole zoo); None for a plain student.
     :param distill: distillation weights (defaults when None).
-    :param tabulate_teachers: compute the teachers' logits for the training queries once instead of every epoch
-        (``TeacherPool.tabulate``; memory: K x distinct train queries x entities floats).
+    :param tabulate_teachers: compute the teachers' combined soft labels of the training queries once instead of
+        every epoch (``StaticDistillation.tabulate``; memory: distinct train queries x entities floats).
     :return: the results written to ``<run_dir>/results.json``.
     """
     run_dir = Path(run_dir)
@@ -45,12 +45,14 @@ def run_student(
     if teachers is not None:
         names = None if teachers == ["all"] else teachers
         pool = TeacherPool.from_cache(dataset, names, data_dir, cache_dir, device, progress=progress)
-        if tabulate_teachers:
-            pool.tabulate(dataset.queries("train"), progress=progress)
         distill = distill or DistillConfig()
     model = build_student(dataset, config, device)
-    batch_loss = None if pool is None else StaticDistillation(
-        model, pool.logits, dataset, torch.ones(len(pool), dtype=torch.bool), distill, config.n3_weight)
+    batch_loss = None
+    if pool is not None:
+        batch_loss = StaticDistillation(model, pool.logits, dataset, torch.ones(len(pool), dtype=torch.bool), distill,
+                                        config.n3_weight)
+        if tabulate_teachers:
+            batch_loss.tabulate(dataset.queries("train"), progress=progress)
     state = Trainer(model, dataset, config, run_dir / "checkpoints", batch_loss, device, progress).fit()
     model.eval()
     results = {

@@ -2,11 +2,13 @@
 
 The teachers have the MKG-W zoo's shapes (structure and text-fusion: ensembles of ``ENSEMBLE_MEMBERS`` models of
 the student's rank; text: one, over 384-d features); their weights and features are random, which does not change
-the cost. The distillation step is timed twice: with the teachers' forward computed per batch, and with their logits
-read from the table that ``TeacherPool.tabulate`` computes once for all training queries (whose one-off cost is
-reported too). ``env.step`` chooses every teacher for every query, so it does the tabulated distillation step and
-adds the observation and the reward. Each timing is the best of ``--repeats`` interleaved rounds of ``--steps`` steps
-on the same batches.
+the cost. The distillation step is timed three times: with the teachers' forward computed per batch; with their
+logits read from the table that ``TeacherPool.tabulate`` computes once for all training queries, and combined per
+batch; and with the combined soft labels read from the table that ``StaticDistillation.tabulate`` computes once
+(what a static student run does). The tables' one-off costs are reported too. ``env.step`` chooses every teacher for
+every query, so it does the distillation step from the logit table (the env needs each teacher's logits to combine
+any subset) and adds the observation and the reward. Each timing is the best of ``--repeats`` interleaved rounds of
+``--steps`` steps on the same batches.
 
     python benchmarks/step_costs.py --data-dir ../shared/datasets
 """
@@ -64,9 +66,12 @@ def main() -> None:
     optimizer = torch.optim.Adagrad(student.parameters(), lr=config.learning_rate)
     batches = dataset.queries("train")[torch.randperm(len(dataset.train) * 2)].split(args.batch_size)[: args.steps]
     everyone = torch.ones(len(pool), dtype=torch.bool)
-    distilled, distilled_tabulated = (
+    distilled, distilled_tabulated, distilled_soft_labels = (
         StaticDistillation(student, logits, dataset, everyone, DistillConfig(), config.n3_weight)
-        for logits in (pool.logits, tabulated.logits))
+        for logits in (pool.logits, tabulated.logits, pool.logits))
+    started = time.perf_counter()
+    distilled_soft_labels.tabulate(dataset.queries("train"))
+    soft_label_seconds = time.perf_counter() - started
 
     def steps(loss_of) -> None:
         for batch in batches:
@@ -95,6 +100,7 @@ def main() -> None:
                  "distilled": lambda: steps(distilled), "teachers_forward": partial(teachers_only, pool),
                  "distilled_tabulated": lambda: steps(distilled_tabulated),
                  "teachers_tabulated": partial(teachers_only, tabulated),
+                 "distilled_soft_labels": lambda: steps(distilled_soft_labels),
                  **{f"env_step_{mode}": partial(env_steps, env) for mode, env in envs.items()}}
     best = {name: float("inf") for name in functions}
     for round_ in range(args.repeats + 1):
@@ -108,8 +114,10 @@ def main() -> None:
         "batch_size": args.batch_size, "student_rank": args.rank, "teachers": pool.names,
         "seconds_per_step": best,
         "tabulation_seconds": tabulation_seconds,
+        "soft_label_tabulation_seconds": soft_label_seconds,
         "ratio_distilled_to_plain": best["distilled"] / best["plain"],
         "ratio_distilled_tabulated_to_plain": best["distilled_tabulated"] / best["plain"],
+        "ratio_distilled_soft_labels_to_plain": best["distilled_soft_labels"] / best["plain"],
         "ratio_env_step_to_distilled_tabulated": {mode: best[f"env_step_{mode}"] / best["distilled_tabulated"]
                                                   for mode in REWARD_MODES},
         "share_of_teachers_forward": best["teachers_forward"] / best["distilled"],
@@ -121,6 +129,8 @@ def main() -> None:
     print(f"tabulated teachers ({tabulation_seconds:.0f}s once): distilled step {best['distilled_tabulated']:.3f}s "
           f"(ratio {report['ratio_distilled_tabulated_to_plain']:.2f}); reading the logits "
           f"{best['teachers_tabulated']:.3f}s = {100 * report['share_of_teachers_tabulated']:.0f}% of it")
+    print(f"tabulated soft labels ({soft_label_seconds:.0f}s once): distilled step "
+          f"{best['distilled_soft_labels']:.3f}s (ratio {report['ratio_distilled_soft_labels_to_plain']:.2f})")
     for mode, ratio in report["ratio_env_step_to_distilled_tabulated"].items():
         print(f"env.step, reward {mode}: {best[f'env_step_{mode}']:.3f}s, {ratio:.2f}x the tabulated distilled step")
     atomic_write_text(json.dumps(report, indent=2) + "\n", args.output)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tqdm.auto import tqdm
 from dsom_env.cache import atomic_save, default_cache_dir
 from dsom_env.data import DatasetError, KGDataset, resolve_data_dir
 from dsom_env.features import FeatureError, load_published_features, planted_features, text_features
+from dsom_env.query_tables import QueryRows, table_fits
 from students.complex import ComplEx
 from students.ensemble import ComplExEnsemble
 from students.evaluate import evaluate
@@ -34,7 +34,6 @@ TEACHER_FORMAT = 2
 ENSEMBLE_MEMBERS = 3  # models per structural or fusion teacher of a benchmark
 TEXT_N3_WEIGHT = 0.02  # the text teacher's N3, chosen on MKG-W valid (benchmarks/results/teachers_MKG-W.json)
 TEACHER_SEED = 100  # benchmark teachers start from other seeds than the students (0, 1, 2): none copies its student
-TABLE_MEMORY_SHARE = 0.8  # most of the available memory a teacher logit table may take
 
 
 @dataclass(frozen=True)
@@ -283,7 +282,7 @@ class TeacherPool:
         self.teachers = [teacher.to(self.device).eval().requires_grad_(False) for teacher in teachers]
         with torch.no_grad():
             self.tables = [teacher.entity_table() for teacher in self.teachers]
-        self.tabulated_keys: torch.Tensor | None = None  # sorted query keys of the logit table's rows
+        self.table_rows: QueryRows | None = None  # the rows of the logit table
         self.logit_table: list[torch.Tensor] = []  # per teacher, [Q, E]
 
     @classmethod
@@ -324,22 +323,17 @@ class TeacherPool:
         queries = queries.to(self.device)
         if self._table_rows(queries) is not None:
             return True
-        self.logit_table, self.tabulated_keys = [], None  # a table that misses some queries makes room
-        keys = _query_keys(queries).unique()
-        needed = len(keys) * self.tables[0].shape[0] * len(self.tables) * 4
-        available = available_memory(self.device)
-        if available is not None and needed > TABLE_MEMORY_SHARE * available:
-            warnings.warn(f"the teachers' logit table needs {needed / 1e9:.1f} GB and {self.device} has "
-                          f"{available / 1e9:.1f} GB available: computing the logits at every step instead",
-                          stacklevel=2)
+        self.logit_table, self.table_rows = [], None  # a table that misses some queries makes room
+        index = QueryRows(queries)
+        needed = len(index) * self.tables[0].shape[0] * len(self.tables) * 4
+        if not table_fits(needed, self.device, "the teachers' logit table"):
             return False
-        distinct = torch.stack([keys >> 32, keys & 0xFFFFFFFF], dim=1)
-        self.logit_table = [torch.empty(len(keys), table.shape[0], device=self.device) for table in self.tables]
-        bar = tqdm(distinct.split(batch_size), desc=f"tabulating teacher logits ({len(keys)} queries, "
-                   f"{needed / 1e9:.1f} GB)", disable=not progress, leave=False)
-        for start, chunk in zip(range(0, len(keys), batch_size), bar):
+        self.logit_table = [torch.empty(len(index), table.shape[0], device=self.device) for table in self.tables]
+        bar = tqdm(index.distinct_queries().split(batch_size), desc=f"tabulating teacher logits ({len(index)} "
+                   f"queries, {needed / 1e9:.1f} GB)", disable=not progress, leave=False)
+        for start, chunk in zip(range(0, len(index), batch_size), bar):
             self._compute(chunk, [table[start:start + len(chunk)] for table in self.logit_table])
-        self.tabulated_keys = keys
+        self.table_rows = index
         return True
 
     @torch.no_grad()
@@ -358,32 +352,9 @@ class TeacherPool:
 
     def _table_rows(self, queries: torch.Tensor) -> torch.Tensor | None:
         """The logit table's row of each query, or None when the table is absent or misses one of them."""
-        if self.tabulated_keys is None:
-            return None
-        keys = _query_keys(queries)
-        rows = torch.searchsorted(self.tabulated_keys, keys).clamp_(max=len(self.tabulated_keys) - 1)
-        return rows if bool((self.tabulated_keys[rows] == keys).all()) else None
+        return None if self.table_rows is None else self.table_rows.rows(queries)
 
     def _compute(self, queries: torch.Tensor, out: torch.Tensor | list[torch.Tensor]) -> None:
         """Each teacher's forward for ``queries``, written into ``out[k]``."""
         for k, (teacher, table) in enumerate(zip(self.teachers, self.tables)):
             torch.matmul(teacher.query(queries[:, 0], queries[:, 1], table), table.t(), out=out[k])
-
-
-def available_memory(device: torch.device) -> int | None:
-    """Bytes free for new tensors on ``device``: CUDA's free memory, or Linux's MemAvailable; None when unknown."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _query_keys(queries: torch.Tensor) -> torch.Tensor:
-    """One int64 per query row (h, r, ...): head in the high 32 bits, relation in the low ones."""
-    return (queries[:, 0].long() << 32) | queries[:, 1].long()

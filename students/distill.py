@@ -18,24 +18,29 @@ from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
 from dsom_env.data import KGDataset
+from dsom_env.query_tables import QueryRows, table_fits
 from students.complex import ComplEx
 
 
 def combined_teacher_log_probs(teacher_logits: torch.Tensor, selection: torch.Tensor, tau: float) -> torch.Tensor:
-    """Log of the mean of the selected teachers' softmax at temperature ``tau``.
+    """Log of the mean of the selected teachers' softmax at temperature ``tau``, for the queries that select some.
 
     The mixture is accumulated teacher by teacher, then one log (probabilities that underflow to 0 get the log of
     the smallest normal float, so that ``p log p`` stays 0): cheaper than a log-sum-exp over the teacher axis, which
     makes several passes over all K x B x E scores and holds them all.
 
     :param teacher_logits: [K, B, E] logits of K teachers.
-    :param selection: [B, K] bool, the teachers chosen for each query (at least one per row).
-    :return: [B, E] log-probabilities.
+    :param selection: [B, K] bool, the teachers chosen for each query.
+    :return: [D, E] log-probabilities of the D queries with a non-empty selection, in batch order.
     """
+    distilled = selection.any(dim=1)
+    if not distilled.all():  # rows without teachers are dropped; when there are none, spare the copies
+        teacher_logits, selection = teacher_logits[:, distilled], selection[distilled]
     weights = selection.to(teacher_logits.dtype)
-    weights = weights / weights.sum(1, keepdim=True).clamp(min=1)
+    weights = weights / weights.sum(1, keepdim=True)
     mixture = torch.zeros_like(teacher_logits[0])
     for teacher, weight in zip(teacher_logits, weights.t()):  # K teachers, accumulated in place
         mixture.addcmul_(weight.unsqueeze(1), F.softmax(teacher / tau, dim=-1))
@@ -117,22 +122,42 @@ def distillation_loss(
     :param neighbours: ``(rows, entities)`` pairs of each query's neighbour set (``CSRIndex.gather``).
     :return: [B] losses (average them for a batch loss).
     """
+    with torch.no_grad():
+        soft_labels = combined_teacher_log_probs(teacher_logits, selection, tau)
+    return soft_label_loss(student_logits, targets, soft_labels, selection.any(dim=1), neighbours, tau, alpha, beta,
+                           gamma)
+
+
+def soft_label_loss(
+    student_logits: torch.Tensor,
+    targets: torch.Tensor,
+    soft_labels: torch.Tensor,
+    distilled: torch.Tensor,
+    neighbours: tuple[torch.Tensor, torch.Tensor],
+    tau: float = 2.0,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    gamma: float = 1.0,
+) -> torch.Tensor:
+    """``distillation_loss`` with the combined soft labels given: per query, ``CE + gamma * tau^2 * decoupled KL``
+    towards its soft label where it has one, the plain cross-entropy elsewhere.
+
+    :param soft_labels: [D, E] log-probabilities at temperature tau (``combined_teacher_log_probs``), one row per
+        distilled query in batch order.
+    :param distilled: [B] bool, the D queries that have a soft label.
+    """
     cross_entropy = F.cross_entropy(student_logits, targets, reduction="none")
-    distilled = selection.any(dim=1)
     if not distilled.any():
         return cross_entropy
     if distilled.all():  # no row to drop: spare the copies that indexing would make
-        kept_teachers, kept_selection, kept_student, kept_neighbours = teacher_logits, selection, student_logits, neighbours
+        kept_student, kept_neighbours = student_logits, neighbours
     else:
         new_row = torch.cumsum(distilled, 0) - 1
         rows, entities = neighbours
         keep = distilled[rows]
-        kept_teachers, kept_selection = teacher_logits[:, distilled], selection[distilled]
         kept_student, kept_neighbours = student_logits[distilled], (new_row[rows[keep]], entities[keep])
-    with torch.no_grad():
-        teacher = combined_teacher_log_probs(kept_teachers, kept_selection, tau)
     student = F.log_softmax(kept_student / tau, dim=-1)
-    kd = decoupled_kl(teacher, student, kept_neighbours, alpha, beta)
+    kd = decoupled_kl(soft_labels, student, kept_neighbours, alpha, beta)
     return cross_entropy.index_add(0, distilled.nonzero().squeeze(1), gamma * tau**2 * kd)
 
 
@@ -154,10 +179,12 @@ class DistillConfig:
 class StaticDistillation:
     """The batch loss of a student distilled from a fixed teacher subset: mean per-query distillation loss + N3.
 
+    With the subset fixed, a query's combined soft label is the same at every epoch: ``tabulate`` computes it once
+    for the training queries, and a batch then reads its soft labels instead of combining K teachers' softmax.
+
     :param student: the ComplEx being trained.
     :param teacher_logits: maps queries [B, 3] to frozen teachers' logits [K, B, E], written into its ``out``
-        argument (``TeacherPool.logits``): a buffer sized for the largest batch and kept across batches, since
-        allocating K x B x E floats every step costs more than filling them.
+        argument (``TeacherPool.logits``).
     :param dataset: supplies each query's neighbour set.
     :param selection: [K] bool, the teachers every query listens to.
     :param config: distillation weights.
@@ -173,21 +200,69 @@ class StaticDistillation:
         config: DistillConfig,
         n3_weight: float,
     ) -> None:
-        device = next(student.parameters()).device
-        self.student, self.teacher_logits = student, teacher_logits
-        self.neighbour_index = dataset.neighbour_index.to(device)
-        self.selection, self.config, self.n3_weight = selection.to(device), config, n3_weight
-        self.buffer: torch.Tensor | None = None
+        self.device = next(student.parameters()).device
+        self.student, self.teacher_logits, self.num_entities = student, teacher_logits, dataset.num_entities
+        self.neighbour_index = dataset.neighbour_index.to(self.device)
+        self.selection, self.config, self.n3_weight = selection.to(self.device), config, n3_weight
+        # buffers sized for the largest batch and kept across batches: allocating K x B x E floats every step costs
+        # more than filling them
+        self.logit_buffer: torch.Tensor | None = None
+        self.soft_label_buffer: torch.Tensor | None = None
+        self.soft_label_table: torch.Tensor | None = None  # [Q, E], the rows of ``table_rows``
+        self.table_rows: QueryRows | None = None
+
+    @torch.no_grad()
+    def tabulate(self, queries: torch.Tensor, batch_size: int = 1024, progress: bool = True) -> bool:
+        """Compute the soft label of the distinct (h, r) of ``queries`` once, to be read by every batch of them.
+
+        The table holds Q x E floats (MKG-W's 36,593 distinct train queries: 2.2 GB, whatever the number of
+        teachers). Batches holding a query outside it are combined from the teachers as before; when the table would
+        take more than ``TABLE_MEMORY_SHARE`` of the available memory, it warns and is not built.
+
+        :return: whether the soft labels of ``queries`` are now read from the table.
+        """
+        self.soft_label_table, self.table_rows = None, None
+        if not self.selection.any():  # no teacher, no soft label
+            return False
+        index = QueryRows(queries.to(self.device))
+        needed = len(index) * self.num_entities * 4
+        if not table_fits(needed, self.device, "the soft-label table"):
+            return False
+        table = torch.empty(len(index), self.num_entities, device=self.device)
+        chunks = index.distinct_queries().split(batch_size)
+        bar = tqdm(chunks, desc=f"tabulating soft labels ({len(index)} queries, {needed / 1e9:.1f} GB)",
+                   disable=not progress, leave=False)
+        for start, chunk in zip(range(0, len(index), batch_size), bar):
+            table[start:start + len(chunk)] = self._combined_soft_labels(chunk)
+        self.soft_label_table, self.table_rows = table, index
+        return True
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         table = self.student.entity_table()
         scores = self.student(batch, table)
-        selection = self.selection.expand(len(batch), -1)
-        neighbours = self.neighbour_index.gather(batch[:, 0])
-        if self.buffer is None or len(batch) > self.buffer.shape[1]:
-            self.buffer = scores.new_empty(len(self.selection), len(batch), scores.shape[1])
-        losses = distillation_loss(
-            scores, batch[:, 2], self.teacher_logits(batch, out=self.buffer[:, :len(batch)]), selection, neighbours,
+        distilled = self.selection.any().expand(len(batch))
+        losses = soft_label_loss(
+            scores, batch[:, 2], self._soft_labels(batch), distilled, self.neighbour_index.gather(batch[:, 0]),
             self.config.tau, self.config.alpha, self.config.beta, self.config.gamma,
         )
         return losses.mean() + self.n3_weight * self.student.n3(batch, table)
+
+    @torch.no_grad()
+    def _soft_labels(self, batch: torch.Tensor) -> torch.Tensor:
+        """[B, E] the batch's soft labels (log-probabilities), read from the table when it holds them all; [0, E]
+        when no teacher is selected."""
+        if not self.selection.any():
+            return torch.empty(0, self.num_entities, device=self.device)
+        rows = None if self.table_rows is None else self.table_rows.rows(batch)
+        if rows is None:
+            return self._combined_soft_labels(batch)
+        if self.soft_label_buffer is None or len(batch) > len(self.soft_label_buffer):
+            self.soft_label_buffer = torch.empty(len(batch), self.num_entities, device=self.device)
+        return torch.index_select(self.soft_label_table, 0, rows, out=self.soft_label_buffer[:len(batch)])
+
+    def _combined_soft_labels(self, batch: torch.Tensor) -> torch.Tensor:
+        """[B, E] the selected teachers' combined soft labels, from their logits."""
+        if self.logit_buffer is None or len(batch) > self.logit_buffer.shape[1]:
+            self.logit_buffer = torch.empty(len(self.selection), len(batch), self.num_entities, device=self.device)
+        logits = self.teacher_logits(batch, out=self.logit_buffer[:, :len(batch)])
+        return combined_teacher_log_probs(logits, self.selection.expand(len(batch), -1), self.config.tau)

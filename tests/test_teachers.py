@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from conftest import write_openke
 from dsom_env.data import load_dataset
@@ -84,8 +85,8 @@ def test_a_tabulated_pool_serves_the_teachers_forward(planted, cache):
 
 def test_a_table_too_large_for_the_memory_is_not_built(planted, cache, monkeypatch):
     pool = TeacherPool.from_cache(planted, cache_dir=cache, train_missing=False)
-    monkeypatch.setattr("dsom_env.teachers.available_memory", lambda device: 1000)
-    with pytest.warns(UserWarning, match=r"logit table needs .* GB .* computing the logits at every step"):
+    monkeypatch.setattr("dsom_env.query_tables.available_memory", lambda device: 1000)
+    with pytest.warns(UserWarning, match=r"logit table needs .* GB .* computing it at every step"):
         assert not pool.tabulate(planted.queries("train"), progress=False)
     queries = planted.queries("train")[:50]
     assert pool._table_rows(queries) is None
@@ -104,6 +105,36 @@ def test_static_distillation_batch_loss(planted, cache):
     expected = distillation_loss(student(batch), batch[:, 2], pool.logits(batch), torch.ones(64, 2, dtype=torch.bool),
                                  planted.neighbour_index.gather(batch[:, 0]), 3.0, 0.5, 2.0, 0.7).mean()
     torch.testing.assert_close(everyone(batch), expected + 0.01 * student.n3(batch))
+
+
+def test_tabulated_soft_labels_are_the_mean_of_the_teachers_distributions(planted, cache):
+    pool = TeacherPool.from_cache(planted, ["planted-0", "planted-1"], cache_dir=cache, train_missing=False)
+    student, settings = build_student(planted, TrainConfig(rank=8)), DistillConfig(tau=3.0, alpha=0.5, gamma=0.7)
+    both = torch.ones(2, dtype=torch.bool)
+    tabulated = StaticDistillation(student, pool.logits, planted, both, settings, 0.01)
+    computed = StaticDistillation(student, pool.logits, planted, both, settings, 0.01)
+    train = planted.queries("train")
+    assert tabulated.tabulate(train, batch_size=100, progress=False)
+    assert len(tabulated.soft_label_table) == len({(h, r) for h, r, _ in train.tolist()})  # one row per (h, r)
+    shuffled = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))][:300]
+    expected = torch.stack([F.softmax(teacher(shuffled) / 3.0, -1) for teacher in pool.teachers]).mean(0).log()
+    torch.testing.assert_close(tabulated._soft_labels(shuffled), expected)
+    torch.testing.assert_close(tabulated(shuffled), computed(shuffled))
+    outside = planted.queries("valid")[:20]  # not all in the table: combined from the teachers
+    assert tabulated.table_rows.rows(outside) is None
+    torch.testing.assert_close(tabulated(outside), computed(outside))
+
+
+def test_soft_labels_are_not_tabulated_without_teachers_or_memory(planted, cache, monkeypatch):
+    pool = TeacherPool.from_cache(planted, ["planted-0", "planted-1"], cache_dir=cache, train_missing=False)
+    student, train = build_student(planted, TrainConfig(rank=8)), planted.queries("train")
+    nobody = StaticDistillation(student, pool.logits, planted, torch.zeros(2, dtype=torch.bool), DistillConfig(), 0.01)
+    assert not nobody.tabulate(train, progress=False)
+    everyone = StaticDistillation(student, pool.logits, planted, torch.ones(2, dtype=torch.bool), DistillConfig(), 0.01)
+    monkeypatch.setattr("dsom_env.query_tables.available_memory", lambda device: 1000)
+    with pytest.warns(UserWarning, match=r"soft-label table needs .* GB .* computing it at every step"):
+        assert not everyone.tabulate(train, progress=False)
+    assert everyone.soft_label_table is None and torch.isfinite(everyone(train[:50]))
 
 
 def test_cli_trains_a_distilled_student_from_cached_teachers(cache, tmp_path):
