@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 import dsom_env  # noqa: F401  (registers the environments)
 from agents.baselines import KEYWORDS, fixed_policy
 from agents.reinforce import ReinforceAgent, ReinforceConfig
-from agents.run_log import RunLogger
+from agents.run_log import TENSORBOARD_EVENTS, RunLogger
 from agents.sb3 import RunLoggerCallback, agent_state, load_agent, make_agent
 from dsom_env.cache import atomic_save, atomic_write_text
 from dsom_env.env import TeacherCombinationEnv
@@ -226,9 +226,17 @@ class _RestoreEnvCallback(BaseCallback):
 
 
 def _prepare(run_dir: Path, checkpoint_path: Path, overwrite: bool) -> None:
-    """Refuse (or with ``overwrite`` clear) a folder that holds a finished run or anything but a resumable one."""
+    """Refuse (or with ``overwrite`` clear) a folder that holds a finished run or anything but a resumable one.
+
+    A run stopped in its first episode has no checkpoint yet, only the TensorBoard events of that partial episode:
+    they are deleted and the run starts over."""
     finished = (run_dir / "results.json").is_file()
-    foreign = run_dir.is_dir() and any(run_dir.iterdir()) and not checkpoint_path.is_file()
+    contents = list(run_dir.iterdir()) if run_dir.is_dir() else []
+    if contents and not checkpoint_path.is_file() and all(TENSORBOARD_EVENTS in path.name for path in contents):
+        for path in contents:
+            path.unlink()
+        contents = []
+    foreign = bool(contents) and not checkpoint_path.is_file()
     if (finished or foreign) and not overwrite:
         what = "a finished run" if finished else "files of something else"
         raise FileExistsError(f"{run_dir} holds {what}; choose another --run-dir or pass --overwrite")
@@ -241,7 +249,7 @@ def _read_checkpoint(checkpoint_path: Path, config: RunConfig) -> dict | None:
     """The run's last checkpoint, if any; it must have been written with the same configuration."""
     if not checkpoint_path.is_file():
         return None
-    saved = torch.load(checkpoint_path, weights_only=True)
+    saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)  # load_state_dict moves it
     changed = sorted(k for k, v in _plain(config).items() if saved["config"].get(k) != v and k not in STOPPING_FIELDS)
     if changed:
         raise ValueError(f"{checkpoint_path} was written with another configuration ({', '.join(changed)} differ); "

@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, SCALARS, EventAccumulator
 
+from agents.run_log import TENSORBOARD_EVENTS
 from dsom_env.cache import atomic_write_bytes
 
 HEATMAP_TAG = "charts/selection_by_relation"
@@ -69,7 +70,7 @@ def plot_run(run_dir: str | os.PathLike, output_dir: str | os.PathLike | None = 
 
 def read_run(run_dir: str | os.PathLike) -> tuple[Series, dict[str, bytes]]:
     """Every scalar curve under ``run_dir``, and the latest encoded image of every image tag."""
-    folders = sorted({path.parent for path in Path(run_dir).rglob("*tfevents*") if path.is_file()})
+    folders = sorted({path.parent for path in Path(run_dir).rglob(f"*{TENSORBOARD_EVENTS}*") if path.is_file()})
     if not folders:
         raise FileNotFoundError(f"no TensorBoard event files in {run_dir} or its subfolders")
     scalars: Series = {}

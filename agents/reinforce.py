@@ -111,7 +111,7 @@ class ReinforceAgent:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ReinforceAgent:
-        state = torch.load(path, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
         agent = cls(state["num_features"], state["num_teachers"], ReinforceConfig(**state["config"]))
         agent.load_state_dict(state)
         return agent

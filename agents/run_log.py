@@ -17,6 +17,8 @@ from collections import deque
 import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 
+TENSORBOARD_EVENTS = "tfevents"  # in the name of every TensorBoard event file
+
 
 class RunLogger:
     """Writes a run's curves to ``log_dir``.

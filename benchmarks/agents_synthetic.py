@@ -87,7 +87,7 @@ def _deterministic_match(run_dir: Path, config: RunConfig) -> float:
     subset (the student keeps training during the pass, as it would)."""
     env = gym.make(config.env_id, **config.env_kwargs)
     base = env.unwrapped
-    saved = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    saved = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
     env.reset(seed=config.seed)
     base.load_training_state(saved["env"])
     agent = ReinforceAgent(base.num_features, len(base.teacher_names), config.reinforce)

@@ -183,7 +183,7 @@ class Trainer:
             )
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.generator.set_state(checkpoint["generator"])
+        self.generator.set_state(checkpoint["generator"].cpu())  # map_location moved it; generators live on CPU
         self.state = TrainState(**checkpoint["state"])
         best = directory / "best.pt"
         if best.is_file():

@@ -39,6 +39,17 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(planted_cache, t
     assert list(steps) == list(range(len(steps))) and len(steps) == straight["history"][-1]["step"]
 
 
+def test_a_run_stopped_in_its_first_episode_starts_over_with_the_same_command(planted_cache, tmp_path):
+    with patch("agents.dsom_run._episode", side_effect=KeyboardInterrupt), pytest.raises(KeyboardInterrupt):
+        run_dsom(config(planted_cache, episodes=2), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists() and any((tmp_path / "run").iterdir())  # events only
+    results = run_dsom(config(planted_cache, episodes=2), tmp_path / "run", progress=False)
+    assert results["episodes_run"] == 2
+    scalars, _ = read_run(tmp_path / "run")  # one TensorBoard run, each step once
+    steps = scalars["charts/reward"][0]
+    assert list(steps) == list(range(len(steps))) and len(steps) == results["history"][-1]["step"]
+
+
 def test_an_interrupted_sb3_run_resumes_its_agent_and_student(planted_cache, tmp_path):
     first = run_dsom(config(planted_cache, agent="ppo", episodes=1), tmp_path / "run", progress=False)
     saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
