@@ -23,6 +23,7 @@ import dsom_env  # noqa: F401  (registers the environments)
 from agents.dsom_run import RunConfig, run_dsom
 from agents.student_run import run_student
 from dsom_env.data import DATASETS, SYNTHETIC, DatasetError, dataset_by_name
+from dsom_env.download import DownloadError
 from dsom_env.teachers import select_specs, teacher_zoo, train_teachers
 from students.distill import DistillConfig
 from students.evaluate import HITS_AT
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (DatasetError, ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
+    except (DatasetError, DownloadError, ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
         print(f"dsom: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

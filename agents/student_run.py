@@ -53,7 +53,8 @@ def run_student(
                                         config.n3_weight)
         if tabulate_teachers:
             batch_loss.tabulate(dataset.queries("train"), progress=progress)
-    state = Trainer(model, dataset, config, run_dir / "checkpoints", batch_loss, device, progress).fit()
+    settings = {"teachers": None if pool is None else pool.names, "distill": None if pool is None else asdict(distill)}
+    state = Trainer(model, dataset, config, run_dir / "checkpoints", batch_loss, device, progress, settings).fit()
     model.eval()
     results = {
         "dataset": dataset.name,

@@ -288,7 +288,7 @@ def _fetch_verified(url: str, destination: Path, expected_sha256: str) -> None:
     temporary = Path(temporary_name)
     try:
         with os.fdopen(handle, "wb") as temporary_file:
-            actual_sha256 = _copy_url(url, temporary_file)
+            actual_sha256 = _copy_url(url, temporary_file, destination)
         if actual_sha256 != expected_sha256:
             raise DownloadError(
                 f"{destination}: sha256 mismatch for {url}: expected {expected_sha256}, got {actual_sha256}"
@@ -299,8 +299,8 @@ def _fetch_verified(url: str, destination: Path, expected_sha256: str) -> None:
         raise
 
 
-def _copy_url(url: str, sink: BinaryIO) -> str:
-    """Write the body of ``url`` to ``sink`` and return its hex sha256."""
+def _copy_url(url: str, sink: BinaryIO, destination: Path) -> str:
+    """Write the body of ``url`` to ``sink`` (on its way to ``destination``) and return its hex sha256."""
     digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:
@@ -308,7 +308,7 @@ def _copy_url(url: str, sink: BinaryIO) -> str:
                 digest.update(chunk)
                 sink.write(chunk)
     except _NETWORK_ERRORS as error:
-        raise DownloadError(f"cannot fetch {url}: {error}") from error
+        raise DownloadError(f"{destination}: cannot fetch {url}: {error}") from error
     return digest.hexdigest()
 
 

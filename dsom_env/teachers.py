@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dsom_env.cache import atomic_save, default_cache_dir
-from dsom_env.data import DatasetError, KGDataset, resolve_data_dir
+from dsom_env.data import DATASETS, DatasetError, KGDataset, resolve_data_dir
 from dsom_env.features import FeatureError, load_published_features, planted_features, text_features
 from dsom_env.query_tables import QueryRows, table_fits
 from students.complex import ComplEx
@@ -159,7 +159,10 @@ def modality_features(
 def _published_features(
     dataset: KGDataset, modality: str, data_dir: str | os.PathLike | None
 ) -> torch.Tensor | None:
-    """The user's published feature file for ``modality``, or None when there is none (or no data folder at all)."""
+    """The user's published feature file for ``modality``, or None when there is none (or no data folder at all, as
+    for a graph built in Python)."""
+    if dataset.name not in DATASETS:
+        return None
     try:
         root = resolve_data_dir(data_dir, dataset.name)
     except DatasetError:

@@ -85,6 +85,8 @@ class Trainer:
     :param batch_loss: the loss of a batch of queries; defaults to ``model.loss(batch, config.n3_weight)``.
     :param device: where the batches go; the model must already be there.
     :param progress: show a progress bar per epoch.
+    :param run_settings: settings besides ``config`` that a resumed run must share (plain types; the teachers and
+        distillation weights of a distilled student, say), kept in the checkpoint with ``config``.
     """
 
     def __init__(
@@ -96,10 +98,12 @@ class Trainer:
         batch_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
         device: torch.device | str = "cpu",
         progress: bool = True,
+        run_settings: dict | None = None,
     ) -> None:
         self.model = model
         self.dataset = dataset
         self.config = config
+        self.run_settings = run_settings or {}
         self.device = torch.device(device)
         self.progress = progress
         self.batch_loss = batch_loss or (lambda batch: model.loss(batch, config.n3_weight))
@@ -164,7 +168,7 @@ class Trainer:
         if self.checkpoint_dir is None:
             return
         checkpoint = {
-            "config": asdict(self.config),
+            "config": self._settings(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
@@ -172,10 +176,14 @@ class Trainer:
         }
         atomic_save(checkpoint, self.checkpoint_dir / "last.pt")
 
+    def _settings(self) -> dict:
+        return {**asdict(self.config), **self.run_settings}
+
     def _resume(self, directory: Path) -> None:
         checkpoint = torch.load(directory / "last.pt", map_location=self.device, weights_only=True)
-        saved, current = checkpoint["config"], asdict(self.config)
-        changed = sorted(k for k in current if saved.get(k) != current[k] and k not in STOPPING_FIELDS)
+        saved, current = checkpoint["config"], self._settings()
+        # a setting the checkpoint predates is not compared
+        changed = sorted(k for k in current if k in saved and saved[k] != current[k] and k not in STOPPING_FIELDS)
         if changed:
             raise ValueError(
                 f"{directory / 'last.pt'} was written with another configuration ({', '.join(changed)} differ); "

@@ -175,7 +175,7 @@ def test_missing_upstream_file_names_url(upstream: Upstream, tmp_path: Path) -> 
     first_url = upstream.url_of("zjukg/NATIVE", "c72291c3d571b36c754897935d21718aa4568fe7", "benchmarks/MKG-Y/1-1.txt")
     with pytest.raises(DownloadError, match="404") as raised:
         download_dataset(SMALL_DATASET, tmp_path / "data", base_url=upstream.base_url, progress=False)
-    assert first_url in str(raised.value)
+    assert first_url in str(raised.value) and "1-1.txt" in str(raised.value).split(":")[0]  # the file, then the URL
     assert _files_under(tmp_path / "data") == set()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import replace
 
@@ -12,7 +13,8 @@ from torch.nn import functional as F
 
 from conftest import write_openke
 from dsom_env.data import load_dataset
-from dsom_env.teachers import TeacherPool, load_teacher, select_specs, teacher_dir, teacher_zoo, train_teachers
+from dsom_env.teachers import (TeacherPool, load_teacher, missing_teachers, select_specs, teacher_dir, teacher_zoo,
+                               train_teachers)
 from students.distill import DistillConfig, StaticDistillation, distillation_loss
 from students.evaluate import rank_queries, ranking_metrics
 from students.train import TrainConfig, build_student
@@ -137,7 +139,7 @@ def test_soft_labels_are_not_tabulated_without_teachers_or_memory(planted, cache
     assert everyone.soft_label_table is None and torch.isfinite(everyone(train[:50]))
 
 
-def test_cli_trains_a_distilled_student_from_cached_teachers(cache, tmp_path):
+def test_cli_trains_a_distilled_student_from_cached_teachers(cache, tmp_path, capsys):
     from agents.cli import main
 
     run_dir = tmp_path / "run"
@@ -145,6 +147,10 @@ def test_cli_trains_a_distilled_student_from_cached_teachers(cache, tmp_path):
                  "--distill", "planted-1", "--tau", "3", "--cache-dir", str(cache), "--run-dir", str(run_dir)]) == 0
     results = json.loads((run_dir / "results.json").read_text())
     assert results["teachers"] == ["planted-1"] and results["distill"]["tau"] == 3.0
+    for changed in (["--distill", "planted-1", "--tau", "2"], ["--distill", "planted-0", "--tau", "3"], []):
+        assert main(["student", "train", "--dataset", "synthetic", "--rank", "8", "--max-epochs", "3", "--no-progress",
+                     *changed, "--cache-dir", str(cache), "--run-dir", str(run_dir)]) == 2
+        assert re.search(r"written with another configuration \((distill|teachers)", capsys.readouterr().err)
 
 
 def test_the_visual_teachers_join_when_the_published_file_is_there(tmp_path, monkeypatch):
@@ -155,6 +161,9 @@ def test_the_visual_teachers_join_when_the_published_file_is_there(tmp_path, mon
     (root / "MKG-Y" / "embeddings").mkdir()
     torch.save(torch.randn(3, 5), root / "MKG-Y" / "embeddings" / "MKG-Y-visual.pth")
     assert [spec.name for spec in teacher_zoo(dataset, root)][-2:] == ["visual", "visual-fusion"]
+    built_in_python = replace(dataset, name="tiny")  # a graph of the user's own: no published files to look for
+    assert [spec.name for spec in teacher_zoo(built_in_python, root)] == ["structure", "text", "text-fusion"]
+    assert list(missing_teachers(built_in_python, root)) == ["visual", "visual-fusion"]
 
 
 def test_an_ensemble_teacher_caches_its_members_and_serves_their_mean(planted, cache, tmp_path):
