@@ -59,6 +59,11 @@ class RunConfig:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
 
+    def __post_init__(self) -> None:
+        for name in ("episodes", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1 (--{name}), got {getattr(self, name)}")
+
 
 def run_dsom(config: RunConfig, run_dir: str | os.PathLike, overwrite: bool = False, progress: bool = True) -> dict:
     """Train ``config.agent`` and the student, test the best-valid student once, write ``results.json``.

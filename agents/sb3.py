@@ -151,7 +151,7 @@ class PerQueryPolicy(ActorCriticPolicy):
 # Defaults for an env whose steps are expensive (each trains the student) and whose episode is one pass over the
 # training queries (a few dozen to a few hundred steps): short rollouts so the policy learns within an episode, a
 # small replay buffer and early, frequent DQN updates. gamma = 0.9: a step's reward is mostly its own choice's effect
-# on the student (the drop of its loss on the step's batch); a horizon of about ten steps credits choices that keep
+# on the student (its credit for the drop of a held-out batch's loss, by default); a horizon of about ten steps credits choices that keep
 # helping without the variance of returns over a whole pass. The networks are tiny: CPU beats shipping each step's
 # observation to a GPU.
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -196,7 +196,9 @@ def make_agent(
 
 def agent_state(agent: BaseAlgorithm) -> th.Tensor:
     """The agent as SB3 saves it (weights, optimiser, hyper-parameters, step count; no replay buffer), as a uint8
-    tensor: a checkpoint holding it still loads with ``torch.load(weights_only=True)``."""
+    tensor, so that a checkpoint holding it loads with ``torch.load(weights_only=True)``. Restoring the agent from
+    those bytes (``load_agent``) goes through SB3's own loader, which unpickles its hyper-parameters: resume only
+    checkpoints you wrote."""
     buffer = io.BytesIO()
     agent.save(buffer)
     return th.frombuffer(bytearray(buffer.getvalue()), dtype=th.uint8)

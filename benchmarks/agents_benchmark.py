@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import shlex
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -49,8 +51,8 @@ def main() -> None:
     dataset = dataset_by_name(dataset_name, args.data_dir)
     teachers = train_teachers(dataset, teacher_zoo(dataset, args.data_dir), args.data_dir, args.cache_dir, args.device)
     run_root = Path(args.run_dir or f"benchmarks/runs/agents_{args.env}")
-    runs = [(RunConfig(args.env, agent, seed, args.episodes, args.patience, env_kwargs), run_root / f"{agent}-seed{seed}")
-            for agent in args.agents for seed in args.seeds]
+    runs = [(RunConfig(args.env, agent, seed, args.episodes, args.patience, env_kwargs),
+             run_root / f"{agent}-seed{seed}") for agent in args.agents for seed in args.seeds]
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         finished = list(pool.map(_run, runs))
 
@@ -64,9 +66,9 @@ def main() -> None:
     lifts = {agent: {f"over_{reference}": test_mrr[agent]["mean"] - test_mrr[reference]["mean"]
                      for reference in REFERENCES if reference in test_mrr and reference != agent}
              for agent in test_mrr}
-    report = {"command": _command(args), "env": args.env, "dataset": dataset_name, "device": args.device,
-              "seeds": args.seeds, "episodes": args.episodes, "patience": args.patience, "teachers": teachers,
-              "test_mrr": test_mrr, "lifts": lifts, "runs": rows}
+    report = {"command": shlex.join(["python", *sys.argv]), "env": args.env, "dataset": dataset_name,
+              "device": args.device, "seeds": args.seeds, "episodes": args.episodes, "patience": args.patience,
+              "teachers": teachers, "test_mrr": test_mrr, "lifts": lifts, "runs": rows}
     atomic_write_text(json.dumps(report, indent=2) + "\n", args.output or f"benchmarks/results/agents_{args.env}.json")
     for agent, figures in test_mrr.items():
         lift = "  ".join(f"{name.replace('_', ' ')} {value:+.2f}" for name, value in lifts[agent].items())
@@ -82,11 +84,6 @@ def _run(job: tuple[RunConfig, Path]) -> dict:
     print(f"{config.agent} seed {config.seed}: test MRR {results['test']['mrr']:.2f} (best episode "
           f"{results['best_episode']} of {results['episodes_run']})", flush=True)
     return results
-
-
-def _command(args: argparse.Namespace) -> str:
-    return (f"python benchmarks/agents_benchmark.py --env {args.env} --data-dir ../shared/datasets --agents "
-            f"{' '.join(args.agents)} --seeds {' '.join(map(str, args.seeds))} --device {args.device}")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 For each seed, a DSoM run (``dsom train --env DSoM-Synthetic-v0``) per agent: REINFORCE under two reward designs,
 PPO and A2C with the default reward, and the fixed policies all, random and none. Reports each student's test MRR
 (the best-valid student, tested once), how often the sampled choices of the last episode were the planted best
-subset, and for REINFORCE how often its deterministic choices are, over one more pass from the final checkpoint. Finished runs are read back, so the
-benchmark resumes. Writes ``benchmarks/results/agents_synthetic.json``.
+subset, and for REINFORCE how often its deterministic choices are, over one more pass from the final checkpoint.
+Finished runs are read back, so the benchmark resumes. Writes ``benchmarks/results/agents_synthetic.json``.
 
     python benchmarks/agents_synthetic.py
 """
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -67,7 +69,7 @@ def main() -> None:
     keys = ("test_mrr", "planted_match_last_episode", "planted_match_deterministic")
     summary = {name: {key: spread([row[key] for row in runs]) for key in keys if runs[0][key] is not None}
                for name, runs in rows.items()}
-    report = {"command": "python benchmarks/agents_synthetic.py", "env": "DSoM-Synthetic-v0", "seeds": args.seeds,
+    report = {"command": shlex.join(["python", *sys.argv]), "env": "DSoM-Synthetic-v0", "seeds": args.seeds,
               "episodes": args.episodes, "summary": summary, "runs": rows}
     atomic_write_text(json.dumps(report, indent=2) + "\n", args.output)
     for name, figures in summary.items():

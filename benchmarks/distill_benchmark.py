@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -95,7 +97,7 @@ def main() -> None:
         # written after every seed, so that a benchmark spread over sessions shows the seeds it has finished
         summary = {variant: spread([row["test"]["mrr"] for row in rows]) for variant, rows in runs.items()}
         report = {
-            "command": _command(args),
+            "command": shlex.join(["python", *sys.argv]),
             "dataset": args.dataset,
             "device": args.device,
             "seeds_finished": [row["seed"] for row in runs["plain"]],
@@ -129,12 +131,6 @@ def _change(distill: DistillConfig, student: TrainConfig) -> dict:
 def _grid_name(change: dict, seed: int) -> str:
     settings = "".join(f"_{k}{v:g}" for k, v in sorted(change.items()))
     return f"all_teachers{settings}-seed{seed}"
-
-
-def _command(args: argparse.Namespace) -> str:
-    line = f"python benchmarks/distill_benchmark.py --dataset {args.dataset} --data-dir ../shared/datasets"
-    line += " --grid" if args.grid else "".join(f" --{k} {getattr(args, k):g}" for k in asdict(DistillConfig()))
-    return line + f" --seeds {' '.join(map(str, args.seeds))}" + (f" --device {args.device}" if args.device != "cpu" else "")
 
 
 if __name__ == "__main__":

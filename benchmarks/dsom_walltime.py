@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import tempfile
 import time
 
@@ -54,7 +56,7 @@ def main() -> None:
             run()
             best[name] = min(best[name], time.perf_counter() - started)
     plain, dsom = best["plain"], best["dsom"]
-    report = {"command": "python benchmarks/dsom_walltime.py", "episodes": args.episodes, "repeats": args.repeats,
+    report = {"command": shlex.join(["python", *sys.argv]), "episodes": args.episodes, "repeats": args.repeats,
               "plain_seconds": plain, "dsom_reinforce_seconds": dsom, "ratio": dsom / plain}
     atomic_write_text(json.dumps(report, indent=2) + "\n", args.output)
     print(f"{args.episodes} epochs, best of {args.repeats}: plain ComplEx {plain:.1f}s, "

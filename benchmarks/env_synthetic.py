@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import tempfile
 import time
 
@@ -38,7 +40,7 @@ def main() -> None:
         warm = make_reset_and_step(cache_dir, args.steps)
     print(f"gym.make + reset + {args.steps} steps: {cold:.1f}s with teachers trained in the run, {warm:.1f}s with "
           "cached teachers (target < 30 s)")
-    atomic_write_text(json.dumps({"command": "python benchmarks/env_synthetic.py", "steps": args.steps,
+    atomic_write_text(json.dumps({"command": shlex.join(["python", *sys.argv]), "steps": args.steps,
                                   "seconds_teachers_trained": cold, "seconds_teachers_cached": warm}, indent=2) + "\n",
                       args.output)
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
+import sys
 import time
 from collections.abc import Callable
 
@@ -102,7 +104,7 @@ def main() -> None:
     print(f"training epoch at rank {args.rank}: trainer {training['trainer_epoch']:.2f}s, "
           f"bare loop {training['bare_epoch']:.2f}s, ratio {training['ratio']:.2f} (target <= 1.3)")
     report = {
-        "command": "python benchmarks/speed.py --data-dir ../shared/datasets",
+        "command": shlex.join(["python", *sys.argv]),
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
         "torch": torch.__version__,
         "rank": args.rank,

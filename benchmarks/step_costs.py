@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from functools import partial
 
@@ -110,7 +112,7 @@ def main() -> None:
             if round_:
                 best[name] = min(best[name], (time.perf_counter() - started) / len(batches))
     report = {
-        "command": "python benchmarks/step_costs.py --data-dir ../shared/datasets",
+        "command": shlex.join(["python", *sys.argv]),
         "batch_size": args.batch_size, "student_rank": args.rank, "teachers": pool.names,
         "seconds_per_step": best,
         "tabulation_seconds": tabulation_seconds,

@@ -2,7 +2,8 @@
 
 Every candidate trains with early stopping on valid (nothing is cached: the zoo's own teachers are trained by
 ``dsom teachers train``); the best candidate of each teacher is evaluated once on test. Writes
-``benchmarks/results/teachers_<dataset>.json``; the zoo's configurations in ``dsom_env/teachers.py`` follow it.
+``benchmarks/results/teachers_<dataset>.json`` (the committed MKG-W file compared the previous zoo's teachers; the
+text teacher's N3 in ``dsom_env/teachers.py`` comes from it).
 
     python benchmarks/tune_teachers.py --dataset MKG-W --data-dir ../shared/datasets --device cuda
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from dataclasses import asdict, replace
 
@@ -36,8 +39,8 @@ def main() -> None:
 
     started = time.perf_counter()
     dataset = load_dataset(args.dataset, args.data_dir)
-    report = {"command": f"python benchmarks/tune_teachers.py --dataset {args.dataset} --data-dir ../shared/datasets "
-                         f"--device {args.device}", "dataset": args.dataset, "device": args.device, "teachers": {}}
+    report = {"command": shlex.join(["python", *sys.argv]), "dataset": args.dataset, "device": args.device,
+              "teachers": {}}
     for spec in teacher_zoo(dataset, args.data_dir):
         if args.teachers and spec.name not in args.teachers:
             continue
@@ -59,7 +62,8 @@ def main() -> None:
         report["teachers"][spec.name] = {"chosen": chosen["change"], "candidates": candidates}
         print(f"{spec.name}: chose {chosen['change'] or 'zoo'}, test MRR {chosen['test']['mrr']:.2f}", flush=True)
     report["wall_seconds"] = time.perf_counter() - started
-    atomic_write_text(json.dumps(report, indent=2) + "\n", args.output or f"benchmarks/results/teachers_{args.dataset}.json")
+    output = args.output or f"benchmarks/results/teachers_{args.dataset}.json"
+    atomic_write_text(json.dumps(report, indent=2) + "\n", output)
 
 
 if __name__ == "__main__":

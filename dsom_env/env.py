@@ -80,8 +80,8 @@ class TeacherCombinationEnv(gym.Env):
         and why, and the env prints them when built with ``progress``.
     :param teacher_pool: ready teachers to use instead (then ``teachers`` must be None).
     :param tabulate_teachers: compute the teachers' logits for every training query once, at construction, instead
-        of at every step (``TeacherPool.tabulate``): on CPU, a distillation step more than twice as fast (MKG-W:
-        1.39 s instead of 3.03 s, ``benchmarks/step_costs.py``) for K x Q x E floats of memory
+        of at every step (``TeacherPool.tabulate``): on CPU, a distillation step about twice as fast (MKG-W:
+        1.34 s instead of 2.67 s, ``benchmarks/step_costs.py``) for K x Q x E floats of memory
         (MKG-W's zoo: 6.6 GB; skipped with a warning when memory is short). Turn it off for many vector-env workers
         on one machine.
     :param batch_size: queries per step.

@@ -1,6 +1,6 @@
 """The frozen teachers of a dataset: which exist, how they are trained and cached, and the pool serving their logits.
 
-A teacher is a ComplEx over structure (larger rank than the student) or over a modality's features (``ModalComplEx``),
+A teacher is a ComplEx over structure or over a modality's features (``ModalComplEx``), or an ensemble of them,
 trained once with the student's trainer and cached under ``<cache_dir>/teachers/<dataset>/<name>-<key>/``, where the
 key hashes the dataset's fingerprint and the teacher's configuration: a changed graph or configuration is a new
 teacher, never a stale one.

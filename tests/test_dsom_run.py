@@ -104,6 +104,9 @@ def test_unknown_agents_and_envs_list_the_known_ones(planted_cache, tmp_path, ca
         run_dsom(config(planted_cache, agent="oracle"), tmp_path / "run", progress=False)
     assert main(["train", "--env", "DSoM-Mars-v0", "--run-dir", str(tmp_path / "x")]) == 2
     assert "unknown env 'DSoM-Mars-v0'; known: DSoM-DB15K-v0" in capsys.readouterr().err
+    assert main(["train", "--env", "DSoM-Synthetic-v0", "--episodes", "0", "--run-dir", str(tmp_path / "y")]) == 2
+    assert "episodes must be at least 1 (--episodes), got 0" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()
 
 
 def test_a_resumed_tracker_compares_with_the_restored_best_and_keeps_counting_time():
