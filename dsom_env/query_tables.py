@@ -8,8 +8,10 @@ teacher work into a row gather (``TeacherPool.tabulate``, ``StaticDistillation.t
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import torch
+from tqdm.auto import tqdm
 
 TABLE_MEMORY_SHARE = 0.8  # most of the available memory one table may take
 
@@ -34,14 +36,38 @@ class QueryRows:
         return rows if bool((self.keys[rows] == keys).all()) else None
 
 
-def table_fits(num_bytes: int, device: torch.device, what: str) -> bool:
+def build_tables(
+    index: QueryRows,
+    widths: list[int],
+    fill: Callable[[torch.Tensor, list[torch.Tensor]], object],
+    device: torch.device,
+    what: str,
+    batch_size: int = 1024,
+    progress: bool = True,
+) -> list[torch.Tensor] | None:
+    """Float tables of one row per query of ``index``, one per width, filled ``batch_size`` rows at a time by
+    ``fill(queries [b, 2], row slices of the tables)``; None, with a warning naming ``what``, when they would take
+    more than ``TABLE_MEMORY_SHARE`` of the available memory."""
+    needed = len(index) * sum(widths) * 4
+    if not _fits(needed, device, what):
+        return None
+    tables = [torch.empty(len(index), width, device=device) for width in widths]
+    chunks = index.distinct_queries().split(batch_size)
+    description = f"building the {what} ({len(index)} queries, {needed / 1e9:.1f} GB)"
+    bar = tqdm(chunks, desc=description, disable=not progress, leave=False)
+    for start, chunk in zip(range(0, len(index), batch_size), bar):
+        fill(chunk, [table[start:start + len(chunk)] for table in tables])
+    return tables
+
+
+def _fits(num_bytes: int, device: torch.device, what: str) -> bool:
     """Whether a table of ``num_bytes`` takes at most ``TABLE_MEMORY_SHARE`` of ``device``'s available memory (True
     when unknown); warns, naming ``what``, when it does not."""
     available = available_memory(device)
     if available is None or num_bytes <= TABLE_MEMORY_SHARE * available:
         return True
-    warnings.warn(f"{what} needs {num_bytes / 1e9:.1f} GB and {device} has {available / 1e9:.1f} GB available: "
-                  "computing it at every step instead", stacklevel=3)
+    warnings.warn(f"the {what} needs {num_bytes / 1e9:.1f} GB and {device} has {available / 1e9:.1f} GB available: "
+                  "computing it at every step instead", stacklevel=4)
     return False
 
 

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from dsom_env.cache import atomic_save, default_cache_dir
 from dsom_env.data import DATASETS, DatasetError, KGDataset, resolve_data_dir
 from dsom_env.features import FeatureError, load_published_features, planted_features, text_features
-from dsom_env.query_tables import QueryRows, table_fits
+from dsom_env.query_tables import QueryRows, build_tables
 from students.complex import ComplEx
 from students.ensemble import ComplExEnsemble
 from students.evaluate import evaluate
@@ -328,15 +328,11 @@ class TeacherPool:
             return True
         self.logit_table, self.table_rows = [], None  # a table that misses some queries makes room
         index = QueryRows(queries)
-        needed = len(index) * self.tables[0].shape[0] * len(self.tables) * 4
-        if not table_fits(needed, self.device, "the teachers' logit table"):
+        tables = build_tables(index, [table.shape[0] for table in self.tables], self._compute, self.device,
+                              "teacher logit table", batch_size, progress)
+        if tables is None:
             return False
-        self.logit_table = [torch.empty(len(index), table.shape[0], device=self.device) for table in self.tables]
-        bar = tqdm(index.distinct_queries().split(batch_size), desc=f"tabulating teacher logits ({len(index)} "
-                   f"queries, {needed / 1e9:.1f} GB)", disable=not progress, leave=False)
-        for start, chunk in zip(range(0, len(index), batch_size), bar):
-            self._compute(chunk, [table[start:start + len(chunk)] for table in self.logit_table])
-        self.table_rows = index
+        self.logit_table, self.table_rows = tables, index
         return True
 
     @torch.no_grad()

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from dsom_env.data import KGDataset
-from dsom_env.query_tables import QueryRows, table_fits
+from dsom_env.query_tables import QueryRows, build_tables
 from students.complex import ComplEx
 
 
@@ -224,17 +223,14 @@ class StaticDistillation:
         self.soft_label_table, self.table_rows = None, None
         if not self.selection.any():  # no teacher, no soft label
             return False
+        def fill(chunk: torch.Tensor, rows: list[torch.Tensor]) -> None:
+            rows[0].copy_(self._combined_soft_labels(chunk))
+
         index = QueryRows(queries.to(self.device))
-        needed = len(index) * self.num_entities * 4
-        if not table_fits(needed, self.device, "the soft-label table"):
+        tables = build_tables(index, [self.num_entities], fill, self.device, "soft-label table", batch_size, progress)
+        if tables is None:
             return False
-        table = torch.empty(len(index), self.num_entities, device=self.device)
-        chunks = index.distinct_queries().split(batch_size)
-        bar = tqdm(chunks, desc=f"tabulating soft labels ({len(index)} queries, {needed / 1e9:.1f} GB)",
-                   disable=not progress, leave=False)
-        for start, chunk in zip(range(0, len(index), batch_size), bar):
-            table[start:start + len(chunk)] = self._combined_soft_labels(chunk)
-        self.soft_label_table, self.table_rows = table, index
+        (self.soft_label_table,), self.table_rows = tables, index
         return True
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
