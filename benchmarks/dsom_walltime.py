@@ -16,7 +16,6 @@ import json
 import shlex
 import sys
 import tempfile
-import time
 
 from agents.dsom_run import RunConfig, run_dsom
 from dsom_env.cache import atomic_write_text
@@ -24,6 +23,7 @@ from dsom_env.data import SYNTHETIC, dataset_by_name
 from dsom_env.teachers import TeacherPool
 from students.evaluate import evaluate
 from students.train import TrainConfig, train_student
+from timing import best_times
 
 
 def main() -> None:
@@ -49,12 +49,7 @@ def main() -> None:
             run_dsom(RunConfig("DSoM-Synthetic-v0", "reinforce", 0, args.episodes, args.episodes + 1, env_kwargs),
                      f"{folder}/run", progress=False)
 
-    best = {"plain": float("inf"), "dsom": float("inf")}
-    for _ in range(args.repeats):
-        for name, run in (("plain", plain_run), ("dsom", dsom_run)):
-            started = time.perf_counter()
-            run()
-            best[name] = min(best[name], time.perf_counter() - started)
+    best = best_times({"plain": plain_run, "dsom": dsom_run}, args.repeats, warm_up=False)
     plain, dsom = best["plain"], best["dsom"]
     report = {"command": shlex.join(["python", *sys.argv]), "episodes": args.episodes, "repeats": args.repeats,
               "plain_seconds": plain, "dsom_reinforce_seconds": dsom, "ratio": dsom / plain}

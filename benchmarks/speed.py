@@ -17,8 +17,6 @@ import json
 import platform
 import shlex
 import sys
-import time
-from collections.abc import Callable
 
 import torch
 from torch.nn import functional as F
@@ -27,18 +25,7 @@ from dsom_env.cache import atomic_write_text
 from dsom_env.data import KGDataset, load_dataset
 from students.evaluate import MAX_SCORES, rank_queries
 from students.train import TrainConfig, Trainer, build_student
-
-
-def best_times(functions: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """The best wall time of each function over ``repeats`` interleaved rounds (after one warm-up round)."""
-    best = {name: float("inf") for name in functions}
-    for round_ in range(repeats + 1):
-        for name, function in functions.items():
-            started = time.perf_counter()
-            function()
-            if round_:
-                best[name] = min(best[name], time.perf_counter() - started)
-    return best
+from timing import best_times
 
 
 def evaluation_timings(dataset: KGDataset, rank: int, repeats: int) -> dict[str, float]:

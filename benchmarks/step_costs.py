@@ -34,6 +34,7 @@ from students.ensemble import ComplExEnsemble
 from students.distill import DistillConfig, StaticDistillation
 from students.modal import ModalComplEx
 from students.train import TrainConfig, build_student
+from timing import best_times
 
 TEXT_DIM = 384
 
@@ -104,13 +105,7 @@ def main() -> None:
                  "teachers_tabulated": partial(teachers_only, tabulated),
                  "distilled_soft_labels": lambda: steps(distilled_soft_labels),
                  **{f"env_step_{mode}": partial(env_steps, env) for mode, env in envs.items()}}
-    best = {name: float("inf") for name in functions}
-    for round_ in range(args.repeats + 1):
-        for name, function in functions.items():
-            started = time.perf_counter()
-            function()
-            if round_:
-                best[name] = min(best[name], (time.perf_counter() - started) / len(batches))
+    best = {name: seconds / len(batches) for name, seconds in best_times(functions, args.repeats).items()}
     report = {
         "command": shlex.join(["python", *sys.argv]),
         "batch_size": args.batch_size, "student_rank": args.rank, "teachers": pool.names,
