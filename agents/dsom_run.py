@@ -29,6 +29,7 @@ from agents.run_log import TENSORBOARD_EVENTS, RunLogger
 from agents.sb3 import RunLoggerCallback, agent_state, load_agent, make_agent
 from dsom_env.cache import atomic_save, atomic_write_text
 from dsom_env.env import TeacherCombinationEnv
+from dsom_env.teachers import PLANTED
 from students.evaluate import evaluate
 from students.train import build_student
 
@@ -172,7 +173,7 @@ def planted_match(env: TeacherCombinationEnv, relations: np.ndarray, selection: 
     """On a planted synthetic KG, whether each query's selection is the known best subset: the planted teacher of its
     relation's view alone (the structure teacher has memorised the training queries, so its soft labels add
     nothing there; the other view's planted teacher misleads)."""
-    view_teacher = [env.teacher_names.index(f"planted-{view}") for view in range(len(env.dataset.planted["clusters"]))]
+    view_teacher = [env.teacher_names.index(f"{PLANTED}{view}") for view in range(len(env.dataset.planted["clusters"]))]
     best = np.zeros_like(selection)
     best[np.arange(len(best)), np.asarray(view_teacher)[env.dataset.planted["relation_view"].numpy()[relations]]] = 1
     return (selection == best).all(axis=1)

@@ -15,6 +15,7 @@ import os
 from collections import deque
 
 import numpy as np
+from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
 TENSORBOARD_EVENTS = "tfevents"  # in the name of every TensorBoard event file
@@ -77,13 +78,10 @@ class RunLogger:
         seen = np.flatnonzero(self.queries)
         if not len(seen):
             return
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
-
         labels = [self.relation_names[r] for r in seen]
-        figure, axes = plt.subplots(figsize=(1.2 * len(self.teacher_names) + 3, 0.18 * len(seen) + 1.5))
+        # a Figure, not pyplot: drawing it leaves the caller's matplotlib backend alone (a notebook's, say)
+        figure = Figure(figsize=(1.2 * len(self.teacher_names) + 3, 0.18 * len(seen) + 1.5))
+        axes = figure.subplots()
         image = axes.imshow(self.selection_by_relation()[seen], aspect="auto", vmin=0.0, vmax=1.0, cmap="viridis",
                             interpolation="nearest")
         axes.set_xticks(range(len(self.teacher_names)), self.teacher_names, rotation=30, ha="right")
@@ -92,7 +90,7 @@ class RunLogger:
         axes.set_ylabel("relation")
         figure.colorbar(image, ax=axes, label="selection rate")
         figure.tight_layout()
-        self.writer.add_figure("charts/selection_by_relation", figure, step)  # closes the figure
+        self.writer.add_figure("charts/selection_by_relation", figure, step)
         self.selected[:], self.queries[:] = 0.0, 0.0
 
     def flush(self) -> None:

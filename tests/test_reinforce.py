@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -30,9 +32,17 @@ def test_gradient_points_towards_the_better_arm():
 
 def test_actions_have_the_env_shape_and_deterministic_acts_follow_the_probabilities():
     agent = ReinforceAgent(num_features=4, num_teachers=3)
-    action, log_prob, entropy = agent.act(np.zeros(10 * 4, dtype=np.float32), deterministic=True)
-    assert action.shape == (30,) and set(np.unique(action)) <= {0, 1}
-    assert log_prob.shape == entropy.shape == (10,)
+    output = agent.policy.net[-1]
+    with torch.no_grad():  # gate logits 2, -2, 2 for every query: probabilities s(2), s(-2), s(2)
+        output.weight.zero_()
+        output.bias.copy_(torch.tensor([2.0, -2.0, 2.0]))
+    action, log_prob, entropy = agent.act(np.random.default_rng(0).normal(size=10 * 4).astype(np.float32),
+                                          deterministic=True)
+    assert action.shape == (30,) and (action.reshape(10, 3) == [1, 0, 1]).all()
+    likely = 1 / (1 + math.exp(-2.0))  # each gate's chosen side has this probability
+    binary_entropy = -(likely * math.log(likely) + (1 - likely) * math.log(1 - likely))
+    torch.testing.assert_close(log_prob, torch.full((10,), 3 * math.log(likely)))
+    torch.testing.assert_close(entropy, torch.full((10,), 3 * binary_entropy))
 
 
 def test_save_and_load_keep_policy_and_baseline(tmp_path):
