@@ -27,7 +27,7 @@ from agents.baselines import KEYWORDS, fixed_policy
 from agents.reinforce import ReinforceAgent, ReinforceConfig
 from agents.run_log import TENSORBOARD_EVENTS, RunLogger
 from agents.sb3 import RunLoggerCallback, agent_state, load_agent, make_agent
-from dsom_env.cache import atomic_save, atomic_write_text
+from dsom_env.cache import atomic_save, atomic_write_text, check_resumable
 from dsom_env.env import TeacherCombinationEnv
 from dsom_env.teachers import PLANTED
 from students.evaluate import evaluate
@@ -256,10 +256,8 @@ def _read_checkpoint(checkpoint_path: Path, config: RunConfig) -> dict | None:
     if not checkpoint_path.is_file():
         return None
     saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)  # load_state_dict moves it
-    changed = sorted(k for k, v in _plain(config).items() if saved["config"].get(k) != v and k not in STOPPING_FIELDS)
-    if changed:
-        raise ValueError(f"{checkpoint_path} was written with another configuration ({', '.join(changed)} differ); "
-                         "use another run folder, the same settings or --overwrite")
+    check_resumable(checkpoint_path, saved["config"], _plain(config), STOPPING_FIELDS,
+                    "use another run folder, the same settings or --overwrite")
     return saved
 
 

@@ -1,4 +1,5 @@
-"""Where computed artefacts live (features, teacher checkpoints), and writes that never leave half a file."""
+"""Where computed artefacts live (features, teacher checkpoints), writes that never leave half a file, and the check
+before a run resumes from its checkpoint."""
 
 from __future__ import annotations
 
@@ -14,6 +15,15 @@ CACHE_DIR_VARIABLE = "DSOM_CACHE_DIR"
 def default_cache_dir() -> Path:
     """``$DSOM_CACHE_DIR``, else ``~/.cache/dsom``."""
     return Path(os.environ.get(CACHE_DIR_VARIABLE) or Path.home() / ".cache" / "dsom")
+
+
+def check_resumable(path: str | os.PathLike, saved: dict, current: dict, may_change: tuple[str, ...], fix: str) -> None:
+    """Refuse to resume from the checkpoint ``path`` when a setting outside ``may_change`` differs between its
+    ``saved`` configuration and the ``current`` one (a setting the checkpoint predates is not compared); ``fix`` ends
+    the message."""
+    changed = sorted(k for k in current if k in saved and saved[k] != current[k] and k not in may_change)
+    if changed:
+        raise ValueError(f"{path} was written with another configuration ({', '.join(changed)} differ); {fix}")
 
 
 def atomic_save(payload: object, path: str | os.PathLike) -> None:

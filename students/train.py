@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from dsom_env.cache import atomic_save
+from dsom_env.cache import atomic_save, check_resumable
 from dsom_env.data import KGDataset
 from students.complex import ComplEx
 from students.evaluate import evaluate
@@ -181,14 +181,8 @@ class Trainer:
 
     def _resume(self, directory: Path) -> None:
         checkpoint = torch.load(directory / "last.pt", map_location=self.device, weights_only=True)
-        saved, current = checkpoint["config"], self._settings()
-        # a setting the checkpoint predates is not compared
-        changed = sorted(k for k in current if k in saved and saved[k] != current[k] and k not in STOPPING_FIELDS)
-        if changed:
-            raise ValueError(
-                f"{directory / 'last.pt'} was written with another configuration ({', '.join(changed)} differ); "
-                "use another checkpoint directory or the same settings"
-            )
+        check_resumable(directory / "last.pt", checkpoint["config"], self._settings(), STOPPING_FIELDS,
+                        "use another checkpoint directory or the same settings")
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.generator.set_state(checkpoint["generator"].cpu())  # map_location moved it; generators live on CPU
