@@ -123,28 +123,22 @@ def distillation_loss(
     """
     with torch.no_grad():
         soft_labels = combined_teacher_log_probs(teacher_logits, selection, tau)
-    return soft_label_loss(student_logits, targets, soft_labels, selection.any(dim=1), neighbours, tau, alpha, beta,
-                           gamma)
+    return soft_label_loss(student_logits, targets, soft_labels, selection.any(dim=1), neighbours,
+                           DistillConfig(tau, alpha, beta, gamma))
 
 
-def soft_label_loss(
-    student_logits: torch.Tensor,
-    targets: torch.Tensor,
-    soft_labels: torch.Tensor,
-    distilled: torch.Tensor,
-    neighbours: tuple[torch.Tensor, torch.Tensor],
-    tau: float = 2.0,
-    alpha: float = 1.0,
-    beta: float = 1.0,
-    gamma: float = 1.0,
-) -> torch.Tensor:
+def soft_label_loss(student_logits: torch.Tensor, targets: torch.Tensor, soft_labels: torch.Tensor,
+                    distilled: torch.Tensor, neighbours: tuple[torch.Tensor, torch.Tensor], config: DistillConfig
+                    ) -> torch.Tensor:
     """``distillation_loss`` with the combined soft labels given: per query, ``CE + gamma * tau^2 * decoupled KL``
     towards its soft label where it has one, the plain cross-entropy elsewhere.
 
     :param soft_labels: [D, E] log-probabilities at temperature tau (``combined_teacher_log_probs``), one row per
         distilled query in batch order.
     :param distilled: [B] bool, the D queries that have a soft label.
+    :param config: the distillation weights.
     """
+    tau, alpha, beta, gamma = config.tau, config.alpha, config.beta, config.gamma
     cross_entropy = F.cross_entropy(student_logits, targets, reduction="none")
     if not distilled.any():
         return cross_entropy
@@ -237,10 +231,8 @@ class StaticDistillation:
         table = self.student.entity_table()
         scores = self.student(batch, table)
         distilled = self.selection.any().expand(len(batch))
-        losses = soft_label_loss(
-            scores, batch[:, 2], self._soft_labels(batch), distilled, self.neighbour_index.gather(batch[:, 0]),
-            self.config.tau, self.config.alpha, self.config.beta, self.config.gamma,
-        )
+        losses = soft_label_loss(scores, batch[:, 2], self._soft_labels(batch), distilled,
+                                 self.neighbour_index.gather(batch[:, 0]), self.config)
         return losses.mean() + self.n3_weight * self.student.n3(batch, table)
 
     @torch.no_grad()
