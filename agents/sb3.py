@@ -151,9 +151,9 @@ class PerQueryPolicy(ActorCriticPolicy):
 # Defaults for an env whose steps are expensive (each trains the student) and whose episode is one pass over the
 # training queries (a few dozen to a few hundred steps): short rollouts so the policy learns within an episode, a
 # small replay buffer and early, frequent DQN updates. gamma = 0.9: a step's reward is mostly its own choice's effect
-# on the student (its credit for the drop of a held-out batch's loss, by default); a horizon of about ten steps credits choices that keep
-# helping without the variance of returns over a whole pass. The networks are tiny: CPU beats shipping each step's
-# observation to a GPU.
+# on the student (by default, its credit for the drop of a held-out batch's loss); a horizon of about ten steps
+# credits choices that keep helping without the variance of returns over a whole pass. The networks are tiny: CPU
+# beats shipping each step's observation to a GPU.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "ppo": dict(n_steps=64, batch_size=32, n_epochs=4, gamma=0.9, device="cpu"),
     "a2c": dict(n_steps=8, gamma=0.9, device="cpu"),

@@ -217,6 +217,7 @@ class StaticDistillation:
         self.soft_label_table, self.table_rows = None, None
         if not self.selection.any():  # no teacher, no soft label
             return False
+
         def fill(chunk: torch.Tensor, rows: list[torch.Tensor]) -> None:
             rows[0].copy_(self._combined_soft_labels(chunk))
 
