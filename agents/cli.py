@@ -39,9 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dsom: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ndsom: interrupted; the last finished epoch or episode is checkpointed, run the same command to "
-              "resume",
-              file=sys.stderr)
+        print("\ndsom: interrupted; run the same command to resume from the last finished epoch or episode (a run "
+              "stopped before finishing one starts over)", file=sys.stderr)
         return 130
 
 

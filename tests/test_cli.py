@@ -43,3 +43,12 @@ def test_cuda_request_without_cuda_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     assert main(["student", "train", "--dataset", "synthetic", "--device", "cuda", "--run-dir", str(tmp_path)]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("agents.cli.run_dsom", interrupted)
+    assert main(["train", "--env", "DSoM-Synthetic-v0", "--run-dir", str(tmp_path / "run")]) == 130
+    assert "run the same command to resume" in capsys.readouterr().err
