@@ -31,7 +31,8 @@ from students.train import TrainConfig
 from spread import spread
 
 # Candidates for the distillation weights, each a change from the defaults (student N3 included: distillation
-# regularises the student, so its best N3 weight may be lower than the plain student's).
+# regularises the student, so its best N3 weight may be lower than the plain student's). Alpha and beta weigh the
+# neighbour and non-neighbour parts apart, as decoupled KD weighs target and non-target classes.
 GRID = [
     {},
     {"tau": 1.0},
@@ -39,6 +40,8 @@ GRID = [
     {"gamma": 0.5},
     {"gamma": 2.0},
     {"n3_weight": 0.02},
+    {"alpha": 0.5},
+    {"beta": 2.0},
 ]
 
 
