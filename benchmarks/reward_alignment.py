@@ -1,0 +1,110 @@
+"""Does the env's reward rank the teacher choices as valid MRR does?
+
+An agent learns from the env's reward; the run is judged on valid MRR. For two students of a benchmark env (a fresh
+one after ``--warmup`` steps with every teacher, and a trained one: the last checkpoint of a plain ``dsom student
+train`` run, ``--student-run``), each fixed choice (no teacher, each teacher alone, all) takes ``--steps`` env steps
+from the same state on the same batches, for every query. Per choice: the env's mean reward over those steps (what
+the agent sees), the drop of the student's hard-label cross-entropy on ``--heldout`` fixed valid queries, and the
+valid MRR after the steps. Writes ``benchmarks/results/reward_alignment_<ENV>.json``.
+
+    python benchmarks/reward_alignment.py --data-dir ../shared/datasets \\
+        --student-run benchmarks/runs/distill_MKG-W/plain-seed0
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import dsom_env  # noqa: F401  (registers the environments)
+from dsom_env.cache import atomic_write_text
+from students.evaluate import evaluate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="DSoM-MKGW-v0", help="a registered benchmark env")
+    parser.add_argument("--student-run", required=True, help="a plain `dsom student train` run folder")
+    parser.add_argument("--warmup", type=int, default=20, help="steps with every teacher before the fresh probe")
+    parser.add_argument("--steps", type=int, default=10, help="steps per choice")
+    parser.add_argument("--heldout", type=int, default=4000, help="valid queries whose cross-entropy is tracked")
+    parser.add_argument("--data-dir", default=None, help="folder holding the dataset (default: $DSOM_DATA_DIR)")
+    parser.add_argument("--cache-dir", default=None, help="features and teachers (default: $DSOM_CACHE_DIR)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--output", default=None, help="default: benchmarks/results/reward_alignment_ENV.json")
+    args = parser.parse_args()
+
+    checkpoint_path = Path(args.student_run) / "checkpoints" / "last.pt"
+    if not checkpoint_path.is_file():
+        raise SystemExit(f"--student-run: no {checkpoint_path}; give the folder of a `dsom student train` run")
+    env = gym.make(args.env, data_dir=args.data_dir, cache_dir=args.cache_dir, device=args.device).unwrapped
+    valid = env.dataset.queries("valid").to(env.device)
+    heldout = valid[torch.randperm(len(valid), generator=torch.Generator().manual_seed(0))[:args.heldout]]
+
+    env.reset(seed=0)
+    everyone = np.ones((env.batch_size, len(env.teacher_names)), dtype=np.int8)
+    for _ in range(args.warmup):
+        env.step(everyone)
+    fresh = copy.deepcopy(env.training_state())
+    trained = torch.load(checkpoint_path, map_location="cpu", weights_only=True)  # load_state_dict moves it
+    trained_state = {**fresh, "student": trained["model"], "optimizer": trained["optimizer"], "best_student": None,
+                     "best_valid_mrr": float("-inf")}
+
+    probes = {f"fresh, after {args.warmup} steps with every teacher": fresh,
+              f"trained plain, epoch {trained['state']['epoch']} of {args.student_run}": trained_state}
+    report = {"command": shlex.join(["python", *sys.argv]), "env": args.env, "reward_mode": env.reward_mode,
+              "steps": args.steps, "heldout_queries": len(heldout), "students": []}
+    for label, state in probes.items():
+        _start(env, state)
+        valid_mrr_before = evaluate(env.student, env.dataset, "valid", device=env.device)["mrr"]
+        rows = [_probe(env, state, name, selected, args.steps, heldout) for name, selected in _choices(env)]
+        report["students"].append({"student": label, "valid_mrr_before": valid_mrr_before, "choices": rows})
+        print(f"\n{label}: valid MRR {valid_mrr_before:.2f}")
+        print(f"{'choice':<14}{'mean reward':>14}{'held-out CE drop':>18}{'valid MRR after':>17}")
+        for row in rows:
+            print(f"{row['choice']:<14}{row['mean_reward']:>14.3e}{row['heldout_ce_drop']:>18.4f}"
+                  f"{row['valid_mrr_after']:>17.2f}")
+    atomic_write_text(json.dumps(report, indent=2) + "\n",
+                      args.output or f"benchmarks/results/reward_alignment_{args.env}.json")
+
+
+def _choices(env) -> list[tuple[str, list[int]]]:
+    names = env.teacher_names
+    return [("none", []), *((name, [k]) for k, name in enumerate(names)), ("all", list(range(len(names))))]
+
+
+def _start(env, state: dict) -> None:
+    """Put ``state`` in the env at the start of a pass: the same batches follow whatever the choice."""
+    env.reset(seed=0)
+    env.load_training_state(copy.deepcopy(state))
+    env.reset()
+
+
+def _probe(env, state: dict, choice: str, selected: list[int], steps: int, heldout: torch.Tensor) -> dict:
+    """``steps`` env steps from ``state`` choosing ``selected`` for every query."""
+    _start(env, state)
+    action = np.zeros((env.batch_size, len(env.teacher_names)), dtype=np.int8)
+    action[:, selected] = 1
+    ce_before = _cross_entropy(env.student, heldout)
+    rewards = [env.step(action)[1] for _ in range(steps)]
+    return {"choice": choice, "mean_reward": float(np.mean(rewards)),
+            "heldout_ce_drop": ce_before - _cross_entropy(env.student, heldout),
+            "valid_mrr_after": evaluate(env.student, env.dataset, "valid", device=env.device)["mrr"]}
+
+
+@torch.no_grad()
+def _cross_entropy(student, queries: torch.Tensor) -> float:
+    return F.cross_entropy(student(queries), queries[:, 2]).item()
+
+
+if __name__ == "__main__":
+    main()
