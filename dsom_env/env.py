@@ -18,7 +18,7 @@ from dsom_env.data import SYNTHETIC, KGDataset, dataset_by_name
 from dsom_env.teachers import TeacherPool, missing_teachers
 from students.distill import DistillConfig, row_dot, distillation_loss
 from students.evaluate import evaluate
-from students.train import OPTIMIZERS, TrainConfig, build_student
+from students.train import OPTIMIZERS, TrainConfig, build_student, step_scale
 
 REWARD_MODES = ("improvement", "beneficial", "heldout", "credit")
 EMBEDDING_FEATURES = 8  # random unit directions each embedding is projected on
@@ -211,12 +211,16 @@ class TeacherCombinationEnv(gym.Env):
         loss = losses.mean() + regulariser
         if self.reward_mode == "credit":  # one backward through the losses serves the reward and the update
             (loss_grads,) = torch.autograd.grad(losses.sum(), scores, retain_graph=True)
+            self.optimizer.zero_grad(set_to_none=True)
+            torch.autograd.backward([scores, regulariser], [loss_grads / len(batch), None])
             query_rewards = self._heldout_credit(scores, loss_grads, selection.any(dim=1))
-            self._optimise([scores, regulariser], [loss_grads / len(batch), None])
+            self.optimizer.step()
         else:
             heldout = self._heldout_batch() if self.reward_mode == "heldout" else None
             before = self._cross_entropy(batch if heldout is None else heldout, scores if heldout is None else None)
-            self._optimise(loss)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
             after = self._cross_entropy(batch if heldout is None else heldout)
             query_rewards = self._query_rewards(before - after)
 
@@ -330,28 +334,24 @@ class TeacherCombinationEnv(gym.Env):
                              f"{np.unique(action)[:5]}")
         return torch.as_tensor(action.reshape(shape).astype(bool), device=self.device)
 
-    def _optimise(self, outputs: torch.Tensor | list[torch.Tensor],
-                  output_grads: list[torch.Tensor | None] | None = None) -> None:
-        """One optimiser step on the gradient that backpropagating ``outputs`` (weighted by ``output_grads``, as
-        ``torch.autograd.backward`` takes them; a scalar loss needs none) gives the student."""
-        self.optimizer.zero_grad(set_to_none=True)
-        torch.autograd.backward(outputs, output_grads)
-        self.optimizer.step()
-
     def _heldout_credit(self, scores: torch.Tensor, loss_grads: torch.Tensor, distilled: torch.Tensor) -> torch.Tensor:
         """Per query, the first-order drop of the held-out cross-entropy L that its distillation term alone causes.
 
-        The term's share of the step moves the weights by ``-lr / B * grad(KD_b)``, which changes L by
-        ``-lr / B * grad(L) . grad(KD_b)``: the drop is ``lr / B`` times the derivative of KD_b along ``grad(L)``,
-        got by the chain rule through the scores, ``dKD_b/ds_b . ds_b``, with ``ds`` the scores' change along
-        ``grad(L)`` (``ComplEx.score_change``, two matrix products). The hard-label term is the same whatever the
-        choice, so it is left out; a query without teachers gets 0, a helpful choice a positive and a misleading one
-        a negative reward.
+        The optimiser moves each weight by ``-c * g`` for its gradient g, with a per-coordinate scale c
+        (``students.train.step_scale``: Adagrad divides by the root of its accumulated squares), so the term's share
+        of the step, ``-c * grad(KD_b) / B``, changes L by ``-(c * grad(L)) . grad(KD_b) / B``. The drop is the
+        derivative of KD_b along ``c * grad(L)`` over B, got by the chain rule through the scores,
+        ``dKD_b/ds_b . ds_b``, with ``ds`` the scores' change along ``c * grad(L)`` (``ComplEx.score_change``, two
+        matrix products). Without the scale c the credit would be that of a plain gradient step, which on MKG-W
+        ranks the teachers unlike the steps the student takes (``benchmarks/reward_alignment.py``). The hard-label
+        term is the same whatever the choice, so it is left out; a query without teachers gets 0, a helpful choice a
+        positive and a misleading one a negative reward.
 
         :param scores: [B, E] the student's scores of the batch.
         :param loss_grads: [B, E] the gradient of the per-query losses' sum with respect to ``scores``; the
             cross-entropy's part, ``softmax(s) - onehot(t)``, is taken off here.
         :param distilled: [B] bool, the queries with teachers (the others' loss is the cross-entropy alone).
+        Call it between the step's backward and ``optimizer.step()``: the scale depends on the step's gradient.
         """
         with torch.no_grad():
             score_grads = loss_grads - F.softmax(scores, dim=-1)
@@ -359,11 +359,13 @@ class TeacherCombinationEnv(gym.Env):
             score_grads *= distilled.unsqueeze(1)
         heldout = self._heldout_batch()
         heldout_loss = F.cross_entropy(self.student(heldout), heldout[:, 2])
-        entity_grad, relation_grad = torch.autograd.grad(heldout_loss, [self.student.entity.weight,
-                                                                        self.student.relation.weight])
+        weights = [self.student.entity.weight, self.student.relation.weight]
+        heldout_grads = torch.autograd.grad(heldout_loss, weights)
         with torch.no_grad():
-            score_change = self.student.score_change(self.batch, entity_grad, relation_grad)
-        return self.student_config.learning_rate / self.batch_size * (score_grads * score_change).sum(-1)
+            entity_step, relation_step = (step_scale(self.optimizer, weight) * grad
+                                          for weight, grad in zip(weights, heldout_grads))
+            score_change = self.student.score_change(self.batch, entity_step, relation_step)
+            return (score_grads * score_change).sum(-1) / self.batch_size
 
     @torch.no_grad()
     def _cross_entropy(self, queries: torch.Tensor, scores: torch.Tensor | None = None) -> torch.Tensor:

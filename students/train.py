@@ -27,6 +27,28 @@ OPTIMIZERS = {"adagrad": torch.optim.Adagrad, "adam": torch.optim.Adam}
 STOPPING_FIELDS = ("max_epochs", "patience")  # decide only when a run stops: a resumed run may change them
 
 
+def step_scale(optimizer: torch.optim.Optimizer, parameter: nn.Parameter) -> torch.Tensor:
+    """The per-coordinate factor c of the next ``optimizer.step()`` on the gradient g now in ``parameter.grad``: the
+    step moves ``parameter`` by ``-c * g``, so a gradient that is a sum of terms splits the step into their shares,
+    ``-c * g_i`` each.
+
+    Adagrad: ``lr / (sqrt(sum + g^2) + eps)``, with the accumulator as this step updates it. Adam: the part of the
+    step that the fresh gradient brings through the first moment, ``lr (1 - beta1) / (1 - beta1^t) / (sqrt(v_t /
+    (1 - beta2^t)) + eps)``; the momentum of earlier gradients moves the weights too, whatever g is."""
+    group = next(g for g in optimizer.param_groups if any(p is parameter for p in g["params"]))
+    state, grad, eps = optimizer.state[parameter], parameter.grad, group["eps"]
+    if isinstance(optimizer, torch.optim.Adagrad):
+        learning_rate = group["lr"] / (1 + float(state["step"]) * group["lr_decay"])
+        return learning_rate / (torch.sqrt(state["sum"] + grad**2) + eps)
+    if isinstance(optimizer, torch.optim.Adam):
+        beta1, beta2 = group["betas"]
+        step = float(state["step"]) + 1 if state else 1.0
+        second_moment = beta2 * state["exp_avg_sq"] + (1 - beta2) * grad**2 if state else (1 - beta2) * grad**2
+        denominator = torch.sqrt(second_moment / (1 - beta2**step)) + eps
+        return group["lr"] * (1 - beta1) / (1 - beta1**step) / denominator
+    raise TypeError(f"step_scale knows Adagrad and Adam, not {type(optimizer).__name__}")
+
+
 @dataclass
 class TrainConfig:
     """Hyper-parameters of a student run. The defaults are the MKG-W configuration chosen on valid MRR by

@@ -101,7 +101,8 @@ def test_the_planted_helpful_subset_earns_more_than_the_misleading_one(planted_c
 
 
 def test_credit_is_each_querys_first_order_share_of_the_heldout_drop(planted_cache):
-    """Brute force: per query, lr / B * grad(held-out CE) . grad(KD_b) from its own loss, one query at a time."""
+    """Brute force: per query, (c * grad(held-out CE)) . grad(KD_b) / B from its own loss, one query at a time, with
+    c Adagrad's first step scale lr / (|g| + eps) for the whole step's gradient g."""
     env = TeacherCombinationEnv(batch_size=8, reward_mode="credit", heldout_split="valid", cache_dir=planted_cache,
                                 progress=False)
     env.reset(seed=2)
@@ -114,7 +115,15 @@ def test_credit_is_each_querys_first_order_share_of_the_heldout_drop(planted_cac
     heldout_picks = torch.randint(len(env.heldout_queries), (8,), generator=torch.Generator().set_state(order))
     heldout = env.heldout_queries[heldout_picks]
     parameters = list(student.parameters())
+    selection = torch.as_tensor(action, dtype=torch.bool)
+    step_loss = distillation_loss(student(batch), batch[:, 2], teachers, selection,
+                                  env.dataset.neighbour_index.gather(batch[:, 0]), env.distill.tau, env.distill.alpha,
+                                  env.distill.beta, env.distill.gamma).mean()
+    step_grads = torch.autograd.grad(step_loss + env.student_config.n3_weight * student.n3(batch), parameters)
+    eps = env.optimizer.defaults["eps"]
+    scales = [env.student_config.learning_rate / (g.abs() + eps) for g in step_grads]  # Adagrad's first step
     heldout_grads = torch.autograd.grad(F.cross_entropy(student(heldout), heldout[:, 2]), parameters)
+    heldout_steps = [c * h for c, h in zip(scales, heldout_grads)]
     expected = []
     for b in range(8):
         query, selection = batch[b:b + 1], torch.as_tensor(action[b:b + 1], dtype=torch.bool)
@@ -127,7 +136,7 @@ def test_credit_is_each_querys_first_order_share_of_the_heldout_drop(planted_cac
                                       env.distill.alpha, env.distill.beta, env.distill.gamma)
         kd = (distilled - F.cross_entropy(scores, query[:, 2], reduction="none")).sum()
         grads = torch.autograd.grad(kd, parameters)
-        expected.append(env.student_config.learning_rate / 8 * float(sum((g * h).sum() for g, h in zip(grads, heldout_grads))))
+        expected.append(float(sum((g * h).sum() for g, h in zip(grads, heldout_steps))) / 8)
     assert rewards[0] == 0.0
     np.testing.assert_allclose(rewards, expected, rtol=1e-3, atol=1e-4 * max(map(abs, expected)))
 

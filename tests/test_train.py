@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from students.evaluate import evaluate
-from students.train import TrainConfig, Trainer, build_student, train_student
+from students.train import TrainConfig, Trainer, build_student, step_scale, train_student
 
 SMALL = dict(rank=16, batch_size=256, max_epochs=4, eval_every=2, patience=5, n3_weight=0.01)
 
@@ -64,6 +64,19 @@ def test_training_learns_the_synthetic_structure(synthetic):
                                  progress=False)
     # Random ranking over 200 entities gives an MRR near 3%; the planted clusters allow far more.
     assert state.best_valid_mrr > 15.0
+
+
+@pytest.mark.parametrize("optimizer_class, steps", [(torch.optim.Adagrad, 4), (torch.optim.Adam, 1)])
+def test_step_scale_is_the_factor_of_the_optimisers_step(optimizer_class, steps):
+    """Each step moves the weights by -step_scale * grad: Adagrad at any step, Adam at its first, before momentum."""
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.nn.Parameter(torch.randn(5, 3, generator=generator))
+    optimizer = optimizer_class([weight], lr=0.1)
+    for _ in range(steps):
+        weight.grad = torch.randn(5, 3, generator=generator)
+        scale, before = step_scale(optimizer, weight), weight.detach().clone()
+        optimizer.step()
+        torch.testing.assert_close(weight.detach() - before, -scale * weight.grad)
 
 
 def test_bad_configuration_is_refused():
