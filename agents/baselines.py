@@ -43,7 +43,8 @@ class FixedPolicy:
         return (action, torch.full((self.batch_size,), self.log_prob_per_query),
                 torch.full((self.batch_size,), self.entropy_per_query))
 
-    def update(self, log_prob: torch.Tensor, entropy: torch.Tensor, query_rewards: np.ndarray) -> dict[str, float]:
+    def update(self, log_prob: torch.Tensor, entropy: torch.Tensor, query_rewards: np.ndarray,
+               teacher_credits: np.ndarray | None = None) -> dict[str, float]:
         """Nothing to learn: no losses to log."""
         return {}
 

@@ -80,7 +80,7 @@ def run_dsom(config: RunConfig, run_dir: str | os.PathLike, overwrite: bool = Fa
     checkpoint_path = run_dir / "checkpoint.pt"
     _prepare(run_dir, checkpoint_path, overwrite)
     started = time.perf_counter()
-    env = gym.make(config.env_id, **{"progress": progress, **config.env_kwargs})
+    env = gym.make(config.env_id, **{"progress": progress, **_env_kwargs(config)})
     base: TeacherCombinationEnv = env.unwrapped
     base.eval_every = base.steps_per_episode  # one valid evaluation per episode, at its end
     tracker = EpisodeTracker(base, config.patience, progress, started)
@@ -261,6 +261,17 @@ def _read_checkpoint(checkpoint_path: Path, config: RunConfig) -> dict | None:
     return saved
 
 
+def _env_kwargs(config: RunConfig) -> dict[str, Any]:
+    """``config.env_kwargs``, with the per-teacher credits that REINFORCE's ``teachers`` baseline compares with."""
+    if config.agent != "reinforce" or config.reinforce.baseline != "teachers":
+        return config.env_kwargs
+    reward_mode = config.env_kwargs.get("reward_mode", "credit")
+    if reward_mode != "credit":
+        raise ValueError(f"REINFORCE's 'teachers' baseline needs the credit reward, not {reward_mode!r}: use the "
+                         "running baseline (--reinforce-baseline running)")
+    return {**config.env_kwargs, "teacher_credits": True}
+
+
 def _fixed_or_reinforce(config: RunConfig, env: TeacherCombinationEnv) -> Any:
     if config.agent == "reinforce":
         return ReinforceAgent(env.num_features, len(env.teacher_names), replace(config.reinforce, seed=config.seed))
@@ -279,7 +290,7 @@ def _episode(env: gym.Env, agent: Any, observation: np.ndarray, logger: RunLogge
     while not truncated:
         action, log_prob, entropy = agent.act(observation)
         observation, reward, _, truncated, info = env.step(action)
-        losses = agent.update(log_prob, entropy, info["query_rewards"])
+        losses = agent.update(log_prob, entropy, info["query_rewards"], info.get("teacher_credits"))
         logger.log_step(tracker.state["step"], reward, info)
         logger.log_agent(tracker.state["step"], losses)
         tracker.observe(reward, info)

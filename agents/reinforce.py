@@ -26,6 +26,9 @@ from torch.distributions import Bernoulli
 from dsom_env.cache import atomic_save
 
 
+BASELINES = ("teachers", "running")
+
+
 @dataclass(frozen=True)
 class ReinforceConfig:
     """Hyper-parameters of the agent."""
@@ -35,11 +38,14 @@ class ReinforceConfig:
     entropy_coef: float = 0.01
     baseline_momentum: float = 0.9
     advantage: str = "sign"
+    baseline: str = "teachers"
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.advantage not in ("sign", "scaled"):
             raise ValueError(f"advantage must be 'sign' or 'scaled', got {self.advantage!r}")
+        if self.baseline not in BASELINES:
+            raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, got {self.baseline!r}")
 
 
 class GatePolicy(nn.Module):
@@ -77,10 +83,21 @@ class ReinforceAgent:
         log_prob, entropy = distribution.log_prob(gates).sum(-1), distribution.entropy().sum(-1)
         return gates.to(torch.int8).flatten().numpy(), log_prob, entropy
 
-    def update(self, log_prob: torch.Tensor, entropy: torch.Tensor, query_rewards: np.ndarray) -> dict[str, float]:
-        """One policy-gradient step on a batch's per-query rewards; returns the losses for logging."""
+    def update(self, log_prob: torch.Tensor, entropy: torch.Tensor, query_rewards: np.ndarray,
+               teacher_credits: np.ndarray | None = None) -> dict[str, float]:
+        """One policy-gradient step on a batch's per-query rewards; returns the losses for logging.
+
+        :param teacher_credits: [B, K] the env's ``info["teacher_credits"]``, needed by the ``teachers`` baseline.
+        """
         rewards = torch.as_tensor(query_rewards, dtype=torch.float32)
-        centred = rewards - self.baseline
+        if self.config.baseline == "teachers":
+            if teacher_credits is None:
+                raise ValueError("the 'teachers' baseline needs info['teacher_credits']: make the env with "
+                                 "reward_mode='credit' and teacher_credits=True, or use baseline='running'")
+            credits = torch.as_tensor(teacher_credits, dtype=torch.float32)
+            centred = rewards - credits.sum(1) / (credits.shape[1] + 1)  # the mean over no teacher and each alone
+        else:
+            centred = rewards - self.baseline
         if self.config.advantage == "sign":
             advantage = centred.sign()
         else:

@@ -1,7 +1,8 @@
 """Agents on the planted synthetic KG, where the best teacher subset of every query is known.
 
-For each seed, a DSoM run (``dsom train --env DSoM-Synthetic-v0``) per agent: REINFORCE under two reward designs,
-PPO and A2C with the default reward, and the fixed policies all, random and none. Reports each student's test MRR
+For each seed, a DSoM run (``dsom train --env DSoM-Synthetic-v0``) per agent: REINFORCE under two reward designs
+and, with the default reward, two baselines (each teacher's credit, the default, and a running mean), PPO and A2C
+with the default reward, and the fixed policies all, random and none. Reports each student's test MRR
 (the best-valid student, tested once), how often the sampled choices of the last episode were the planted best
 subset, and for REINFORCE how often its deterministic choices are, over one more pass from the final checkpoint.
 Finished runs are read back, so the benchmark resumes. Writes ``benchmarks/results/agents_synthetic.json``.
@@ -26,36 +27,42 @@ from agents.reinforce import ReinforceAgent, ReinforceConfig
 from dsom_env.cache import atomic_write_text
 from spread import spread
 
-AGENTS = {
-    "reinforce-improvement": ("reinforce", {"reward_mode": "improvement"}),
-    "reinforce-credit-valid": ("reinforce", {"reward_mode": "credit", "heldout_split": "valid"}),
-    "ppo-credit-valid": ("ppo", {"reward_mode": "credit", "heldout_split": "valid"}),
-    "a2c-credit-valid": ("a2c", {"reward_mode": "credit", "heldout_split": "valid"}),
-    "all": ("all", {}),
-    "random": ("random", {}),
-    "none": ("none", {}),
+CREDIT = {"reward_mode": "credit", "heldout_split": "valid"}
+RUNNING = ReinforceConfig(baseline="running")
+AGENTS = {  # name: agent, env keyword arguments, REINFORCE's hyper-parameters
+    "reinforce-improvement": ("reinforce", {"reward_mode": "improvement"}, RUNNING),
+    "reinforce-credit-valid": ("reinforce", CREDIT, ReinforceConfig()),
+    "reinforce-credit-running": ("reinforce", CREDIT, RUNNING),
+    "ppo-credit-valid": ("ppo", CREDIT, None),
+    "a2c-credit-valid": ("a2c", CREDIT, None),
+    "all": ("all", {}, None),
+    "random": ("random", {}, None),
+    "none": ("none", {}, None),
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--agents", nargs="+", choices=AGENTS, default=list(AGENTS), help="default: all of them")
     parser.add_argument("--episodes", type=int, default=40)
     parser.add_argument("--cache-dir", default=None, help="the synthetic teachers (default: $DSOM_CACHE_DIR)")
     parser.add_argument("--run-dir", default="benchmarks/runs/agents_synthetic")
     parser.add_argument("--output", default="benchmarks/results/agents_synthetic.json")
     args = parser.parse_args()
 
-    rows: dict[str, list[dict]] = {name: [] for name in AGENTS}
+    rows: dict[str, list[dict]] = {name: [] for name in args.agents}
     for seed in args.seeds:
-        for name, (agent, env_kwargs) in AGENTS.items():
+        for name in args.agents:
+            agent, env_kwargs, reinforce = AGENTS[name]
             run_dir = Path(args.run_dir) / f"{name}-seed{seed}"
             if (run_dir / "results.json").is_file():
                 results = json.loads((run_dir / "results.json").read_text())
             else:
                 kwargs = {**env_kwargs, "progress": False, **({"cache_dir": args.cache_dir} if args.cache_dir else {})}
-                results = run_dsom(RunConfig("DSoM-Synthetic-v0", agent, seed, args.episodes, 5, kwargs), run_dir,
-                                   progress=False)
+                config = RunConfig("DSoM-Synthetic-v0", agent, seed, args.episodes, 5, kwargs,
+                                   reinforce or ReinforceConfig())
+                results = run_dsom(config, run_dir, progress=False)
             last = results["history"][-1]
             deterministic = _deterministic_match(run_dir, _config_of(results)) if agent == "reinforce" else None
             rows[name].append({"seed": seed, "test_mrr": results["test"]["mrr"], "valid_mrr": results["valid"]["mrr"],

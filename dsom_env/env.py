@@ -50,9 +50,10 @@ class TeacherCombinationEnv(gym.Env):
     - ``beneficial``: that drop minus a running mean of drops, counted only where positive;
     - ``heldout``: the drop of the mean cross-entropy on a fresh held-out batch, shared by all queries;
     - ``credit`` (default): each query's own share of that drop, to first order,
-      ``lr / B * grad(L_heldout) . grad(KD_b)``: the alignment of its distillation gradient with the held-out
-      gradient (as in learning to reweight examples, Ren et al., 2018). 0 for a query without teachers, negative
-      for a choice that hurts.
+      ``(c * grad(L_heldout)) . grad(KD_b) / B``: the alignment of its distillation gradient with the held-out
+      gradient (as in learning to reweight examples, Ren et al., 2018), measured along the step the optimiser takes,
+      whose factor c per coordinate is ``students.train.step_scale`` (Adagrad: lr over the root of its accumulated
+      squared gradients). 0 for a query without teachers, negative for a choice that hurts.
     Held-out batches come from ``heldout_split``: ``valid`` (default) or ``train`` (other training queries). The
     teachers have fitted the training queries, so on ``train`` a teacher that memorised them looks helpful
     everywhere; ``valid`` measures what transfers, at the price of the valid split also steering training (test
@@ -72,7 +73,9 @@ class TeacherCombinationEnv(gym.Env):
     ## Info
     ``query_rewards`` [B], ``selection`` [B, K] (0/1 as applied), ``relations`` [B] (each query's relation id,
     reciprocals folded onto their originals), ``selection_rate`` (teacher name -> fraction of queries),
-    ``student_loss``, and every ``eval_every`` steps ``valid_metrics`` (MRR and Hits@k in percent) and
+    ``student_loss``; with ``teacher_credits``, ``teacher_credits`` [B, K] (the ``credit`` each query would have
+    earned from each teacher alone, on the same held-out batch: a counterfactual baseline for per-query agents); and
+    every ``eval_every`` steps ``valid_metrics`` (MRR and Hits@k in percent) and
     ``valid_mrr``. :attr:`best_student_state` holds the weights of the best valid MRR so far.
 
     ## Arguments
@@ -93,6 +96,8 @@ class TeacherCombinationEnv(gym.Env):
     :param heldout_split: where held-out batches of the ``heldout`` and ``credit`` rewards come from.
     :param heldout_size: queries per held-out batch (default: ``batch_size``); larger batches make the rewards less
         noisy at the cost of one student forward and backward over them per step.
+    :param teacher_credits: with the ``credit`` reward, also report ``info["teacher_credits"]`` (one distillation
+        backward per teacher and step).
     :param eval_every: steps between valid evaluations (0: never).
     :param data_dir, cache_dir: where the data is and where features and teachers are cached.
     :param synthetic_seed: seed of the synthetic KG.
@@ -124,6 +129,7 @@ class TeacherCombinationEnv(gym.Env):
         reward_mode: str = "credit",
         heldout_split: str = "valid",
         heldout_size: int | None = None,
+        teacher_credits: bool = False,
         eval_every: int = 0,
         data_dir: str | os.PathLike | None = None,
         cache_dir: str | os.PathLike | None = None,
@@ -136,6 +142,8 @@ class TeacherCombinationEnv(gym.Env):
             torch.set_num_threads(num_threads)  # one vector-env worker per core, say
         if reward_mode not in REWARD_MODES:
             raise ValueError(f"unknown reward_mode {reward_mode!r}; known: {', '.join(REWARD_MODES)}")
+        if teacher_credits and reward_mode != "credit":
+            raise ValueError(f"teacher_credits needs reward_mode='credit', got {reward_mode!r}")
         if heldout_split not in ("train", "valid"):
             raise ValueError(f"heldout_split must be 'train' or 'valid', got {heldout_split!r}")
         if batch_size < 1:
@@ -153,6 +161,7 @@ class TeacherCombinationEnv(gym.Env):
             print(f"{self.dataset.name}: teachers {', '.join(self.teacher_names)}; without " + "; ".join(
                 f"{name} ({reason})" for name, reason in self.missing_teachers.items()))
         self.batch_size, self.reward_mode, self.eval_every = batch_size, reward_mode, eval_every
+        self.teacher_credits = teacher_credits
         self.student_config = TrainConfig(rank=student_rank, learning_rate=learning_rate, optimizer=optimizer,
                                           n3_weight=n3_weight, batch_size=batch_size)
         self.distill = DistillConfig(tau=tau, alpha=alpha, beta=beta, gamma=gamma)
@@ -213,7 +222,10 @@ class TeacherCombinationEnv(gym.Env):
             (loss_grads,) = torch.autograd.grad(losses.sum(), scores, retain_graph=True)
             self.optimizer.zero_grad(set_to_none=True)
             torch.autograd.backward([scores, regulariser], [loss_grads / len(batch), None])
-            query_rewards = self._heldout_credit(scores, loss_grads, selection.any(dim=1))
+            score_change = self._heldout_score_change()
+            query_rewards = self._credit(scores, loss_grads, score_change) * selection.any(dim=1)
+            if self.teacher_credits:
+                teacher_credits = self._teacher_credits(scores, score_change)
             self.optimizer.step()
         else:
             heldout = self._heldout_batch() if self.reward_mode == "heldout" else None
@@ -232,6 +244,8 @@ class TeacherCombinationEnv(gym.Env):
             "student_loss": loss.item(),
             "relations": (batch[:, 1] % self.dataset.num_relations).cpu().numpy(),
         }
+        if self.teacher_credits:
+            info["teacher_credits"] = teacher_credits.cpu().numpy()
         if self.eval_every and self.steps_done % self.eval_every == 0:
             info["valid_metrics"] = self._evaluate_valid()
             info["valid_mrr"] = info["valid_metrics"]["mrr"]
@@ -334,29 +348,11 @@ class TeacherCombinationEnv(gym.Env):
                              f"{np.unique(action)[:5]}")
         return torch.as_tensor(action.reshape(shape).astype(bool), device=self.device)
 
-    def _heldout_credit(self, scores: torch.Tensor, loss_grads: torch.Tensor, distilled: torch.Tensor) -> torch.Tensor:
-        """Per query, the first-order drop of the held-out cross-entropy L that its distillation term alone causes.
-
-        The optimiser moves each weight by ``-c * g`` for its gradient g, with a per-coordinate scale c
-        (``students.train.step_scale``: Adagrad divides by the root of its accumulated squares), so the term's share
-        of the step, ``-c * grad(KD_b) / B``, changes L by ``-(c * grad(L)) . grad(KD_b) / B``. The drop is the
-        derivative of KD_b along ``c * grad(L)`` over B, got by the chain rule through the scores,
-        ``dKD_b/ds_b . ds_b``, with ``ds`` the scores' change along ``c * grad(L)`` (``ComplEx.score_change``, two
-        matrix products). Without the scale c the credit would be that of a plain gradient step, which on MKG-W
-        ranks the teachers unlike the steps the student takes (``benchmarks/reward_alignment.py``). The hard-label
-        term is the same whatever the choice, so it is left out; a query without teachers gets 0, a helpful choice a
-        positive and a misleading one a negative reward.
-
-        :param scores: [B, E] the student's scores of the batch.
-        :param loss_grads: [B, E] the gradient of the per-query losses' sum with respect to ``scores``; the
-            cross-entropy's part, ``softmax(s) - onehot(t)``, is taken off here.
-        :param distilled: [B] bool, the queries with teachers (the others' loss is the cross-entropy alone).
-        Call it between the step's backward and ``optimizer.step()``: the scale depends on the step's gradient.
-        """
-        with torch.no_grad():
-            score_grads = loss_grads - F.softmax(scores, dim=-1)
-            score_grads[torch.arange(len(scores), device=scores.device), self.batch[:, 2]] += 1.0
-            score_grads *= distilled.unsqueeze(1)
+    def _heldout_score_change(self) -> torch.Tensor:
+        """[B, E] how the batch's scores move along the optimiser's step on a fresh held-out batch's cross-entropy L:
+        the derivative along ``c * grad(L)``, with c the per-coordinate factor of the step the optimiser is about to
+        take (``students.train.step_scale``: Adagrad divides by the root of its accumulated squares). Call it between
+        the step's backward and ``optimizer.step()``: c depends on the step's gradient."""
         heldout = self._heldout_batch()
         heldout_loss = F.cross_entropy(self.student(heldout), heldout[:, 2])
         weights = [self.student.entity.weight, self.student.relation.weight]
@@ -364,8 +360,42 @@ class TeacherCombinationEnv(gym.Env):
         with torch.no_grad():
             entity_step, relation_step = (step_scale(self.optimizer, weight) * grad
                                           for weight, grad in zip(weights, heldout_grads))
-            score_change = self.student.score_change(self.batch, entity_step, relation_step)
-            return (score_grads * score_change).sum(-1) / self.batch_size
+            return self.student.score_change(self.batch, entity_step, relation_step)
+
+    @torch.no_grad()
+    def _credit(self, scores: torch.Tensor, loss_grads: torch.Tensor, score_change: torch.Tensor) -> torch.Tensor:
+        """Per query, the first-order drop of the held-out cross-entropy L that its distillation term alone causes.
+
+        The optimiser moves the weights by ``-c * g`` for the step's gradient g, so the term's share of the step,
+        ``-c * grad(KD_b) / B``, changes L by ``-(c * grad(L)) . grad(KD_b) / B``: the derivative of KD_b along
+        ``c * grad(L)`` over B, by the chain rule ``dKD_b/ds_b . score_change_b``. Without c this would be the
+        credit of a plain gradient step, which on MKG-W ranks the teachers unlike the steps the student takes
+        (``benchmarks/reward_alignment.py``). The hard-label term is the same whatever the choice, so it is left
+        out: a helpful choice earns a positive reward, a misleading one a negative reward.
+
+        :param scores: [B, E] the student's scores of the batch.
+        :param loss_grads: [B, E] the gradient of the per-query losses' sum with respect to ``scores``; the
+            cross-entropy's part, ``softmax(s) - onehot(t)``, is taken off here.
+        :param score_change: [B, E] from :meth:`_heldout_score_change`.
+        """
+        distillation_grads = loss_grads - F.softmax(scores, dim=-1)
+        distillation_grads[torch.arange(len(scores), device=scores.device), self.batch[:, 2]] += 1.0
+        return (distillation_grads * score_change).sum(-1) / self.batch_size
+
+    def _teacher_credits(self, scores: torch.Tensor, score_change: torch.Tensor) -> torch.Tensor:
+        """[B, K] the credit each query would have earned from each teacher alone, in this step (same held-out
+        batch): what an agent compares its choice with, free of the held-out batch's noise, which every column of
+        a row shares. One distillation backward per teacher."""
+        scores = scores.detach().requires_grad_()
+        credits = []
+        for k in range(len(self.pool)):
+            alone = torch.zeros(len(scores), len(self.pool), dtype=torch.bool, device=self.device)
+            alone[:, k] = True
+            losses = distillation_loss(scores, self.batch[:, 2], self.teacher_logits, alone, self.neighbours,
+                                       self.distill.tau, self.distill.alpha, self.distill.beta, self.distill.gamma)
+            (loss_grads,) = torch.autograd.grad(losses.sum(), scores)
+            credits.append(self._credit(scores.detach(), loss_grads, score_change))
+        return torch.stack(credits, dim=1)
 
     @torch.no_grad()
     def _cross_entropy(self, queries: torch.Tensor, scores: torch.Tensor | None = None) -> torch.Tensor:

@@ -141,6 +141,24 @@ def test_credit_is_each_querys_first_order_share_of_the_heldout_drop(planted_cac
     np.testing.assert_allclose(rewards, expected, rtol=1e-3, atol=1e-4 * max(map(abs, expected)))
 
 
+def test_teacher_credits_are_the_credits_each_teacher_alone_would_earn(planted_cache):
+    """On the same step (same held-out batch and optimiser step), a query that chose exactly one teacher earned that
+    teacher's column, one that chose none earned 0, and one that chose two teachers earned about the mean of their
+    columns (their soft labels' mixture moves its distillation gradient linearly, up to the decoupling)."""
+    env = TeacherCombinationEnv(batch_size=64, teacher_credits=True, cache_dir=planted_cache, progress=False)
+    env.reset(seed=5)
+    action = np.random.default_rng(1).integers(0, 2, (64, 3)).astype(np.int8)
+    info = env.step(action)[4]
+    credits, rewards = info["teacher_credits"], info["query_rewards"]
+    assert credits.shape == (64, 3) and np.abs(credits).max() > 0
+    single = action.sum(1) == 1
+    np.testing.assert_allclose(rewards[single], credits[single, action[single].argmax(1)], rtol=1e-4, atol=1e-12)
+    assert (rewards[action.sum(1) == 0] == 0).all()
+    several = action.sum(1) > 1
+    mean_of_columns = (credits * action).sum(1)[several] / action.sum(1)[several]
+    assert np.corrcoef(rewards[several], mean_of_columns)[0, 1] > 0.9
+
+
 def test_info_reports_rates_rewards_and_valid_mrr(planted_cache):
     env = gym.make("DSoM-Synthetic-v0", batch_size=64, eval_every=2, cache_dir=planted_cache, progress=False)
     env.reset(seed=0)
@@ -177,6 +195,8 @@ def test_bad_input_is_refused(env, planted_cache):
         TeacherCombinationEnv(teachers=["image"], cache_dir=planted_cache, progress=False)
     with pytest.raises(ValueError, match="unknown reward_mode 'loss'"):
         TeacherCombinationEnv(reward_mode="loss", cache_dir=planted_cache, progress=False)
+    with pytest.raises(ValueError, match="teacher_credits needs reward_mode='credit'"):
+        TeacherCombinationEnv(reward_mode="improvement", teacher_credits=True, cache_dir=planted_cache, progress=False)
     with pytest.raises(TypeError, match="unexpected keyword argument 'batchsize'"):
         gym.make("DSoM-Synthetic-v0", batchsize=8)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from agents.reinforce import ReinforceAgent, ReinforceConfig
@@ -18,7 +19,8 @@ def open_probability(agent: ReinforceAgent) -> float:
 
 def test_gradient_points_towards_the_better_arm():
     # One teacher gate; opening it earns 1, closing it 0: the policy must learn to open it.
-    agent = ReinforceAgent(num_features=3, num_teachers=1, config=ReinforceConfig(learning_rate=0.05))
+    agent = ReinforceAgent(num_features=3, num_teachers=1,
+                           config=ReinforceConfig(learning_rate=0.05, baseline="running"))
     observation = np.ones(64 * 3, dtype=np.float32)
     before = open_probability(agent)
     action, log_prob, entropy = agent.act(observation)
@@ -28,6 +30,29 @@ def test_gradient_points_towards_the_better_arm():
         action, log_prob, entropy = agent.act(observation)
         agent.update(log_prob, entropy, action.astype(np.float32))
     assert open_probability(agent) > 0.95
+
+
+def test_the_teachers_baseline_learns_the_teacher_whose_credit_beats_the_others():
+    # Each query's reward is the mean credit of its chosen teachers: +1 for teacher 0 alone, -1 for teacher 1 alone,
+    # plus a per-query offset shared by every choice (the held-out batch's noise), which the baseline must cancel.
+    agent = ReinforceAgent(num_features=3, num_teachers=2, config=ReinforceConfig(learning_rate=0.05))
+    observation, rng = np.ones(64 * 3, dtype=np.float32), np.random.default_rng(0)
+    for _ in range(80):
+        action, log_prob, entropy = agent.act(observation)
+        gates = action.reshape(64, 2)
+        credits = np.array([1.0, -1.0]) + rng.normal(0, 5, (64, 1))
+        chosen = np.where(gates.any(1), (gates * credits).sum(1) / np.maximum(gates.sum(1), 1), 0.0)
+        agent.update(log_prob, entropy, chosen.astype(np.float32), credits.astype(np.float32))
+    with torch.no_grad():
+        first, second = agent.policy(torch.ones(1, 3)).probs[0].tolist()
+    assert first > 0.9 and second < 0.1
+
+
+def test_the_teachers_baseline_needs_the_envs_teacher_credits():
+    agent = ReinforceAgent(num_features=3, num_teachers=2)
+    action, log_prob, entropy = agent.act(np.ones(8 * 3, dtype=np.float32))
+    with pytest.raises(ValueError, match="teacher_credits=True"):
+        agent.update(log_prob, entropy, np.ones(8, dtype=np.float32))
 
 
 def test_actions_have_the_env_shape_and_deterministic_acts_follow_the_probabilities():
@@ -46,7 +71,7 @@ def test_actions_have_the_env_shape_and_deterministic_acts_follow_the_probabilit
 
 
 def test_save_and_load_keep_policy_and_baseline(tmp_path):
-    agent = ReinforceAgent(num_features=3, num_teachers=2, config=ReinforceConfig(seed=4))
+    agent = ReinforceAgent(num_features=3, num_teachers=2, config=ReinforceConfig(seed=4, baseline="running"))
     action, log_prob, entropy = agent.act(np.ones(8 * 3, dtype=np.float32))
     agent.update(log_prob, entropy, np.ones(8, dtype=np.float32))
     agent.save(tmp_path / "agent.pt")
@@ -57,7 +82,7 @@ def test_save_and_load_keep_policy_and_baseline(tmp_path):
 
 
 def test_a_short_run_on_the_planted_env_learns_to_prefer_each_querys_helpful_teacher(planted_cache):
-    env = TeacherCombinationEnv(batch_size=256, cache_dir=planted_cache, progress=False)
+    env = TeacherCombinationEnv(batch_size=256, teacher_credits=True, cache_dir=planted_cache, progress=False)
     agent = ReinforceAgent(env.num_features, len(env.teacher_names))
     view_teacher = 1 + env.dataset.planted["relation_view"]  # the planted teachers are columns 1 and 2
 
@@ -73,7 +98,7 @@ def test_a_short_run_on_the_planted_env_learns_to_prefer_each_querys_helpful_tea
     for _ in range(600):
         action, log_prob, entropy = agent.act(observation)
         observation, _, _, truncated, info = env.step(action)
-        agent.update(log_prob, entropy, info["query_rewards"])
+        agent.update(log_prob, entropy, info["query_rewards"], info["teacher_credits"])
         if truncated:
             observation, _ = env.reset()
     helpful, misleading = helpful_and_misleading(observation)
