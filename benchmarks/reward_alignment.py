@@ -4,8 +4,9 @@ An agent learns from the env's reward; the run is judged on valid MRR. For two s
 one after ``--warmup`` steps with every teacher, and a trained one: the last checkpoint of a plain ``dsom student
 train`` run, ``--student-run``), each fixed choice (no teacher, each teacher alone, all) takes ``--steps`` env steps
 from the same state on the same batches, for every query. Per choice: the env's mean reward over those steps (what
-the agent sees), the drop of the student's hard-label cross-entropy on ``--heldout`` fixed valid queries, and the
-valid MRR after the steps. Writes ``benchmarks/results/reward_alignment_<ENV>.json``.
+the agent sees), the share of queries whose reward beats REINFORCE's teachers baseline, the mean of the credits of
+no teacher and of each teacher alone (what REINFORCE's sign advantage sees), the drop of the student's hard-label cross-entropy on ``--heldout`` fixed valid queries, and the valid MRR
+after the steps. Writes ``benchmarks/results/reward_alignment_<ENV>.json``.
 
     python benchmarks/reward_alignment.py --data-dir ../shared/datasets \\
         --student-run benchmarks/runs/distill_MKG-W/plain-seed0
@@ -46,7 +47,8 @@ def main() -> None:
     checkpoint_path = Path(args.student_run) / "checkpoints" / "last.pt"
     if not checkpoint_path.is_file():
         raise SystemExit(f"--student-run: no {checkpoint_path}; give the folder of a `dsom student train` run")
-    env = gym.make(args.env, data_dir=args.data_dir, cache_dir=args.cache_dir, device=args.device).unwrapped
+    env = gym.make(args.env, data_dir=args.data_dir, cache_dir=args.cache_dir, device=args.device,
+                   teacher_credits=True).unwrapped
     valid = env.dataset.queries("valid").to(env.device)
     heldout = valid[torch.randperm(len(valid), generator=torch.Generator().manual_seed(0))[:args.heldout]]
 
@@ -69,10 +71,10 @@ def main() -> None:
         rows = [_probe(env, state, name, selected, args.steps, heldout) for name, selected in _choices(env)]
         report["students"].append({"student": label, "valid_mrr_before": valid_mrr_before, "choices": rows})
         print(f"\n{label}: valid MRR {valid_mrr_before:.2f}")
-        print(f"{'choice':<14}{'mean reward':>14}{'held-out CE drop':>18}{'valid MRR after':>17}")
+        print(f"{'choice':<14}{'mean reward':>14}{'beats baseline':>16}{'held-out CE drop':>18}{'valid MRR after':>17}")
         for row in rows:
-            print(f"{row['choice']:<14}{row['mean_reward']:>14.3e}{row['heldout_ce_drop']:>18.4f}"
-                  f"{row['valid_mrr_after']:>17.2f}")
+            print(f"{row['choice']:<14}{row['mean_reward']:>14.3e}{row['beats_baseline_share']:>16.2f}"
+                  f"{row['heldout_ce_drop']:>18.4f}{row['valid_mrr_after']:>17.2f}")
     atomic_write_text(json.dumps(report, indent=2) + "\n",
                       args.output or f"benchmarks/results/reward_alignment_{args.env}.json")
 
@@ -95,8 +97,12 @@ def _probe(env, state: dict, choice: str, selected: list[int], steps: int, heldo
     action = np.zeros((env.batch_size, len(env.teacher_names)), dtype=np.int8)
     action[:, selected] = 1
     ce_before = _cross_entropy(env.student, heldout)
-    rewards = [env.step(action)[1] for _ in range(steps)]
-    return {"choice": choice, "mean_reward": float(np.mean(rewards)),
+    infos = [env.step(action)[4] for _ in range(steps)]
+    query_rewards = np.stack([info["query_rewards"] for info in infos])
+    credits = np.stack([info["teacher_credits"] for info in infos])
+    baselines = credits.sum(-1) / (credits.shape[-1] + 1)
+    return {"choice": choice, "mean_reward": float(query_rewards.mean()),
+            "beats_baseline_share": float((query_rewards > baselines).mean()),
             "heldout_ce_drop": ce_before - _cross_entropy(env.student, heldout),
             "valid_mrr_after": evaluate(env.student, env.dataset, "valid", device=env.device)["mrr"]}
 
