@@ -58,11 +58,12 @@ class TeacherCombinationEnv(gym.Env):
     teachers have fitted the training queries, so on ``train`` a teacher that memorised them looks helpful
     everywhere; ``valid`` measures what transfers, at the price of the valid split also steering training (test
     stays unseen). The defaults are what ``benchmarks/agents_synthetic.py`` shows working best (3 seeds): REINFORCE's
-    students reach test MRR 21.02 +- 0.72 with them, its choices matching the planted best teachers on 98% of
-    queries, and 9.83 +- 0.98 with ``improvement``, which draws every agent onto the structure teacher that has
-    memorised the training queries (all teachers 14.41, random 14.70). On MKG-W they fail: the held-out
-    cross-entropy, and so the reward, favour the weak text teacher, whose flat soft labels lower the cross-entropy but
-    also valid MRR, and REINFORCE follows the reward (``benchmarks/reward_alignment.py``; README, Results).
+    students reach test MRR 23.43 +- 0.66 with them (comparing each query's credit with ``teacher_credits``), its
+    most likely choices matching the planted best teachers on 98% of queries, and 9.83 +- 0.98 with
+    ``improvement``, which draws every agent onto the structure teacher that has memorised the training queries (all
+    teachers 14.41, random 14.70). On MKG-W the credit of a plain gradient step, without the optimiser's scale,
+    favoured the weak text teacher, whose soft labels lower valid MRR (``benchmarks/reward_alignment.py``; README,
+    Results).
     The step's reward is the mean over queries; ``info["query_rewards"]`` holds the per-query values.
 
     ## Episode
