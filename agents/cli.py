@@ -21,7 +21,7 @@ import torch
 
 import dsom_env  # noqa: F401  (registers the environments)
 from agents.dsom_run import RunConfig, run_dsom
-from agents.reinforce import BASELINES, ReinforceConfig
+from agents.reinforce import ADVANTAGES, BASELINES, ReinforceConfig
 from agents.student_run import run_student
 from dsom_env.data import DATASETS, SYNTHETIC, DatasetError, dataset_by_name
 from dsom_env.download import DownloadError
@@ -99,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     dsom.add_argument("--reinforce-baseline", choices=BASELINES, default=ReinforceConfig.baseline,
                       help="what REINFORCE compares a query's reward with: the credits of each teacher alone and of "
                            "none (needs the credit reward), or a running mean (default: %(default)s)")
+    dsom.add_argument("--reinforce-advantage", choices=ADVANTAGES, default=ReinforceConfig.advantage,
+                      help="REINFORCE's advantage: the sign of reward minus baseline, or that difference over the "
+                           "rewards' spread (default: %(default)s)")
     dsom.add_argument("--teachers", default=None, help="comma-separated names (default: the dataset's whole zoo)")
     _add_teacher_table(dsom)
     dsom.add_argument("--logdir", default="runs", help="parent of the run folder (default: runs)")
@@ -218,7 +221,7 @@ def _dsom_train(args: argparse.Namespace) -> int:
     if args.no_teacher_table:
         env_kwargs["tabulate_teachers"] = False
     config = RunConfig(args.env, args.agent, args.seed, args.episodes, args.patience, env_kwargs,
-                       ReinforceConfig(baseline=args.reinforce_baseline))
+                       ReinforceConfig(advantage=args.reinforce_advantage, baseline=args.reinforce_baseline))
     run_dir = Path(args.run_dir or Path(args.logdir) / f"{args.env}-{args.agent}-seed{args.seed}")
     results = run_dsom(config, run_dir, args.overwrite, not args.no_progress)
     print(_metrics_table({"valid": results["valid"], "test": results["test"]}))

@@ -33,6 +33,7 @@ from dsom_env.cache import atomic_save
 
 
 BASELINES = ("teachers", "running")
+ADVANTAGES = ("sign", "scaled")
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,8 @@ class ReinforceConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.advantage not in ("sign", "scaled"):
-            raise ValueError(f"advantage must be 'sign' or 'scaled', got {self.advantage!r}")
+        if self.advantage not in ADVANTAGES:
+            raise ValueError(f"advantage must be one of {', '.join(ADVANTAGES)}, got {self.advantage!r}")
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, got {self.baseline!r}")
 

@@ -33,6 +33,7 @@ AGENTS = {  # name: agent, env keyword arguments, REINFORCE's hyper-parameters
     "reinforce-improvement": ("reinforce", {"reward_mode": "improvement"}, RUNNING),
     "reinforce-credit-valid": ("reinforce", CREDIT, ReinforceConfig()),
     "reinforce-credit-running": ("reinforce", CREDIT, RUNNING),
+    "reinforce-credit-scaled": ("reinforce", CREDIT, ReinforceConfig(advantage="scaled")),
     "ppo-credit-valid": ("ppo", CREDIT, None),
     "a2c-credit-valid": ("a2c", CREDIT, None),
     "all": ("all", {}, None),
