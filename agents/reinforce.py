@@ -36,6 +36,12 @@ BASELINES = ("teachers", "running")
 ADVANTAGES = ("sign", "scaled")
 
 
+def teachers_baseline(teacher_credits: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """The mean credit of no teacher (0) and of each teacher alone, what the ``teachers`` baseline subtracts: [...]
+    from the env's ``info["teacher_credits"]`` [..., K] (one step's, or several steps' stacked)."""
+    return teacher_credits.sum(-1) / (teacher_credits.shape[-1] + 1)
+
+
 @dataclass(frozen=True)
 class ReinforceConfig:
     """Hyper-parameters of the agent."""
@@ -101,10 +107,10 @@ class ReinforceAgent:
             if teacher_credits is None:
                 raise ValueError("the 'teachers' baseline needs info['teacher_credits']: make the env with "
                                  "reward_mode='credit' and teacher_credits=True, or use baseline='running'")
-            credits = torch.as_tensor(teacher_credits, dtype=torch.float32)
-            centred = rewards - credits.sum(1) / (credits.shape[1] + 1)  # the mean over no teacher and each alone
+            baselines = teachers_baseline(torch.as_tensor(teacher_credits, dtype=torch.float32))
         else:
-            centred = rewards - self.baseline
+            baselines = torch.full_like(rewards, self.baseline)
+        centred = rewards - baselines
         if self.config.advantage == "sign":
             advantage = centred.sign()
         else:
@@ -117,7 +123,8 @@ class ReinforceAgent:
         self.optimizer.step()
         momentum = self.config.baseline_momentum
         self.baseline = momentum * self.baseline + (1 - momentum) * float(rewards.mean())
-        return {"policy_loss": policy_loss.item(), "entropy": entropy_bonus.item(), "baseline": self.baseline}
+        return {"policy_loss": policy_loss.item(), "entropy": entropy_bonus.item(),
+                "baseline": float(baselines.mean())}
 
     def state_dict(self) -> dict:
         return {"config": asdict(self.config), "num_features": self.num_features, "num_teachers": self.num_teachers,

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 import dsom_env  # noqa: F401  (registers the environments)
+from agents.reinforce import teachers_baseline
 from dsom_env.cache import atomic_write_text
 from students.evaluate import evaluate
 
@@ -99,8 +100,7 @@ def _probe(env, state: dict, choice: str, selected: list[int], steps: int, heldo
     ce_before = _cross_entropy(env.student, heldout)
     infos = [env.step(action)[4] for _ in range(steps)]
     query_rewards = np.stack([info["query_rewards"] for info in infos])
-    credits = np.stack([info["teacher_credits"] for info in infos])
-    baselines = credits.sum(-1) / (credits.shape[-1] + 1)
+    baselines = teachers_baseline(np.stack([info["teacher_credits"] for info in infos]))
     return {"choice": choice, "mean_reward": float(query_rewards.mean()),
             "beats_baseline_share": float((query_rewards > baselines).mean()),
             "heldout_ce_drop": ce_before - _cross_entropy(env.student, heldout),
