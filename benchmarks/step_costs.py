@@ -7,7 +7,8 @@ logits read from the table that ``TeacherPool.tabulate`` computes once for all t
 batch; and with the combined soft labels read from the table that ``StaticDistillation.tabulate`` computes once
 (what a static student run does). The tables' one-off costs are reported too. ``env.step`` chooses every teacher for
 every query, so it does the distillation step from the logit table (the env needs each teacher's logits to combine
-any subset) and adds the observation and the reward. Each timing is the best of ``--repeats`` interleaved rounds of
+any subset) and adds the observation and the reward; it is timed for each reward, and for the default ``credit`` also
+with ``teacher_credits`` (the credits of every subset, which REINFORCE's default baseline reads). Each timing is the best of ``--repeats`` interleaved rounds of
 ``--steps`` steps on the same batches.
 
     python benchmarks/step_costs.py --data-dir ../shared/datasets
@@ -91,6 +92,9 @@ def main() -> None:
                                         student_rank=args.rank, learning_rate=config.learning_rate,
                                         n3_weight=config.n3_weight, reward_mode=mode, heldout_split="valid")
             for mode in REWARD_MODES}
+    envs["credit_with_subset_credits"] = TeacherCombinationEnv(
+        dataset, teacher_pool=tabulated, batch_size=args.batch_size, student_rank=args.rank,
+        learning_rate=config.learning_rate, n3_weight=config.n3_weight, heldout_split="valid", teacher_credits=True)
     choose_all = np.ones(args.batch_size * len(pool), dtype=np.int8)
     for env in envs.values():
         env.reset(seed=0)  # an MKG-W episode is longer than all the timed steps together
@@ -116,7 +120,7 @@ def main() -> None:
         "ratio_distilled_tabulated_to_plain": best["distilled_tabulated"] / best["plain"],
         "ratio_distilled_soft_labels_to_plain": best["distilled_soft_labels"] / best["plain"],
         "ratio_env_step_to_distilled_tabulated": {mode: best[f"env_step_{mode}"] / best["distilled_tabulated"]
-                                                  for mode in REWARD_MODES},
+                                                  for mode in envs},
         "share_of_teachers_forward": best["teachers_forward"] / best["distilled"],
         "share_of_teachers_tabulated": best["teachers_tabulated"] / best["distilled_tabulated"],
     }

@@ -14,6 +14,7 @@ import torch
 from gymnasium import spaces
 from torch.nn import functional as F
 
+from dsom_env.credits import subset_credits
 from dsom_env.data import SYNTHETIC, KGDataset, dataset_by_name
 from dsom_env.teachers import TeacherPool, missing_teachers
 from students.distill import DistillConfig, row_dot, distillation_loss
@@ -74,8 +75,10 @@ class TeacherCombinationEnv(gym.Env):
     ## Info
     ``query_rewards`` [B], ``selection`` [B, K] (0/1 as applied), ``relations`` [B] (each query's relation id,
     reciprocals folded onto their originals), ``selection_rate`` (teacher name -> fraction of queries),
-    ``student_loss``; with ``teacher_credits``, ``teacher_credits`` [B, K] (the ``credit`` each query would have
-    earned from each teacher alone, on the same held-out batch: a counterfactual baseline for per-query agents); and
+    ``student_loss``; with ``teacher_credits``, ``subset_credits`` [B, 2**K] (the ``credit`` each query would have
+    earned from each teacher subset, on the same held-out batch and step; column s is the subset whose bits s sets,
+    ``dsom_env.credits``) and ``teacher_credits`` [B, K] (its columns of each teacher alone): counterfactuals for
+    per-query agents; and
     every ``eval_every`` steps ``valid_metrics`` (MRR and Hits@k in percent) and
     ``valid_mrr``. :attr:`best_student_state` holds the weights of the best valid MRR so far.
 
@@ -97,8 +100,8 @@ class TeacherCombinationEnv(gym.Env):
     :param heldout_split: where held-out batches of the ``heldout`` and ``credit`` rewards come from.
     :param heldout_size: queries per held-out batch (default: ``batch_size``); larger batches make the rewards less
         noisy at the cost of one student forward and backward over them per step.
-    :param teacher_credits: with the ``credit`` reward, also report ``info["teacher_credits"]`` (one distillation
-        backward per teacher and step).
+    :param teacher_credits: with the ``credit`` reward, also report ``info["subset_credits"]`` and
+        ``info["teacher_credits"]`` (in closed form: one softmax and one dot product per teacher and step).
     :param eval_every: steps between valid evaluations (0: never).
     :param data_dir, cache_dir: where the data is and where features and teachers are cached.
     :param synthetic_seed: seed of the synthetic KG.
@@ -226,7 +229,8 @@ class TeacherCombinationEnv(gym.Env):
             score_change = self._heldout_score_change()
             query_rewards = self._credit(scores, loss_grads, score_change) * selection.any(dim=1)
             if self.teacher_credits:
-                teacher_credits = self._teacher_credits(scores, score_change)
+                credits = subset_credits(scores.detach(), teacher_logits, score_change, self.neighbours,
+                                         self.distill, self.batch_size)
             self.optimizer.step()
         else:
             heldout = self._heldout_batch() if self.reward_mode == "heldout" else None
@@ -246,7 +250,8 @@ class TeacherCombinationEnv(gym.Env):
             "relations": (batch[:, 1] % self.dataset.num_relations).cpu().numpy(),
         }
         if self.teacher_credits:
-            info["teacher_credits"] = teacher_credits.cpu().numpy()
+            info["subset_credits"] = credits.cpu().numpy()
+            info["teacher_credits"] = info["subset_credits"][:, 2 ** np.arange(len(self.pool))]
         if self.eval_every and self.steps_done % self.eval_every == 0:
             info["valid_metrics"] = self._evaluate_valid()
             info["valid_mrr"] = info["valid_metrics"]["mrr"]
@@ -382,21 +387,6 @@ class TeacherCombinationEnv(gym.Env):
         distillation_grads = loss_grads - F.softmax(scores, dim=-1)
         distillation_grads[torch.arange(len(scores), device=scores.device), self.batch[:, 2]] += 1.0
         return (distillation_grads * score_change).sum(-1) / self.batch_size
-
-    def _teacher_credits(self, scores: torch.Tensor, score_change: torch.Tensor) -> torch.Tensor:
-        """[B, K] the credit each query would have earned from each teacher alone, in this step (same held-out
-        batch): what an agent compares its choice with, free of the held-out batch's noise, which every column of
-        a row shares. One distillation backward per teacher."""
-        scores = scores.detach().requires_grad_()
-        credits = []
-        for k in range(len(self.pool)):
-            alone = torch.zeros(len(scores), len(self.pool), dtype=torch.bool, device=self.device)
-            alone[:, k] = True
-            losses = distillation_loss(scores, self.batch[:, 2], self.teacher_logits, alone, self.neighbours,
-                                       self.distill.tau, self.distill.alpha, self.distill.beta, self.distill.gamma)
-            (loss_grads,) = torch.autograd.grad(losses.sum(), scores)
-            credits.append(self._credit(scores.detach(), loss_grads, score_change))
-        return torch.stack(credits, dim=1)
 
     @torch.no_grad()
     def _cross_entropy(self, queries: torch.Tensor, scores: torch.Tensor | None = None) -> torch.Tensor:
