@@ -1,18 +1,14 @@
 """Fixed teacher choices, the yardsticks a learnt agent must beat: every teacher, none, one teacher, a random subset.
 
-They have :class:`agents.reinforce.ReinforceAgent`'s ``act`` and ``update``, so a training loop can swap them in.
-``act`` returns the policy's true per-query log-probability and entropy, shape [B]: both are zero for the constant
-policies (their action has probability 1), ``-K log 2`` and ``K log 2`` for the random one. Nothing has a gradient
-and ``update`` learns nothing: it returns ``{}``.
+They have :class:`agents.reinforce.ReinforceAgent`'s ``act`` and ``update``, so a training loop can swap them in;
+``update`` learns nothing and returns ``{}`` (no losses to log).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 KEYWORDS = ("all", "none", "random")
 
@@ -24,9 +20,6 @@ class FixedPolicy:
     :param num_teachers: K.
     """
 
-    log_prob_per_query = 0.0  # log-probability of any action this policy takes, per query
-    entropy_per_query = 0.0
-
     def __init__(self, batch_size: int, num_teachers: int) -> None:
         self.batch_size, self.num_teachers = batch_size, num_teachers
 
@@ -34,17 +27,11 @@ class FixedPolicy:
         """This step's [B, K] 0/1 selection."""
         raise NotImplementedError
 
-    def act(
-        self, observation: np.ndarray, deterministic: bool = False
-    ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
-        """The env action (flat [B * K] int8), whatever the observation, with each query's log-probability and
-        entropy."""
-        action = self.gates().astype(np.int8).reshape(-1)
-        return (action, torch.full((self.batch_size,), self.log_prob_per_query),
-                torch.full((self.batch_size,), self.entropy_per_query))
+    def act(self, observation: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """The env action (flat [B * K] int8), whatever the observation."""
+        return self.gates().astype(np.int8).reshape(-1)
 
-    def update(self, log_prob: torch.Tensor, entropy: torch.Tensor, query_rewards: np.ndarray,
-               teacher_credits: np.ndarray | None = None) -> dict[str, float]:
+    def update(self, observation: np.ndarray, action: np.ndarray, info: dict) -> dict[str, float]:
         """Nothing to learn: no losses to log."""
         return {}
 
@@ -77,8 +64,6 @@ class RandomPolicy(FixedPolicy):
     def __init__(self, batch_size: int, num_teachers: int, seed: int = 0) -> None:
         super().__init__(batch_size, num_teachers)
         self.rng = np.random.default_rng(seed)
-        self.log_prob_per_query = -num_teachers * math.log(2.0)
-        self.entropy_per_query = num_teachers * math.log(2.0)
 
     def gates(self) -> np.ndarray:
         return self.rng.integers(0, 2, (self.batch_size, self.num_teachers), dtype=np.int8)

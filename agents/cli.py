@@ -21,7 +21,7 @@ import torch
 
 import dsom_env  # noqa: F401  (registers the environments)
 from agents.dsom_run import RunConfig, run_dsom
-from agents.reinforce import ADVANTAGES, BASELINES, ReinforceConfig
+from agents.reinforce import ADVANTAGES, BASELINES, ESTIMATORS, ReinforceConfig
 from agents.student_run import run_student
 from dsom_env.data import DATASETS, SYNTHETIC, DatasetError, dataset_by_name
 from dsom_env.download import DownloadError
@@ -102,6 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     dsom.add_argument("--reinforce-advantage", choices=ADVANTAGES, default=ReinforceConfig.advantage,
                       help="REINFORCE's advantage: the sign of reward minus baseline, or that difference over the "
                            "rewards' spread (default: %(default)s)")
+    dsom.add_argument("--reinforce-estimator", choices=ESTIMATORS, default=ReinforceConfig.estimator,
+                      help="REINFORCE's policy gradient: from the sampled choices, or the exact expectation over "
+                           "every teacher subset's credit (needs the credit reward) (default: %(default)s)")
     dsom.add_argument("--teachers", default=None, help="comma-separated names (default: the dataset's whole zoo)")
     _add_teacher_table(dsom)
     dsom.add_argument("--logdir", default="runs", help="parent of the run folder (default: runs)")
@@ -221,7 +224,8 @@ def _dsom_train(args: argparse.Namespace) -> int:
     if args.no_teacher_table:
         env_kwargs["tabulate_teachers"] = False
     config = RunConfig(args.env, args.agent, args.seed, args.episodes, args.patience, env_kwargs,
-                       ReinforceConfig(advantage=args.reinforce_advantage, baseline=args.reinforce_baseline))
+                       ReinforceConfig(advantage=args.reinforce_advantage, baseline=args.reinforce_baseline,
+                                       estimator=args.reinforce_estimator))
     run_dir = Path(args.run_dir or Path(args.logdir) / f"{args.env}-{args.agent}-seed{args.seed}")
     results = run_dsom(config, run_dir, args.overwrite, not args.no_progress)
     print(_metrics_table({"valid": results["valid"], "test": results["test"]}))

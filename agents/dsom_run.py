@@ -262,13 +262,14 @@ def _read_checkpoint(checkpoint_path: Path, config: RunConfig) -> dict | None:
 
 
 def _env_kwargs(config: RunConfig) -> dict[str, Any]:
-    """``config.env_kwargs``, with the per-teacher credits that REINFORCE's ``teachers`` baseline compares with."""
-    if config.agent != "reinforce" or config.reinforce.baseline != "teachers":
+    """``config.env_kwargs``, with the counterfactual credits that REINFORCE's ``teachers`` baseline and
+    ``all-subsets`` estimator read."""
+    if config.agent != "reinforce" or not config.reinforce.needs_credits:
         return config.env_kwargs
     reward_mode = config.env_kwargs.get("reward_mode", "credit")
     if reward_mode != "credit":
-        raise ValueError(f"REINFORCE's 'teachers' baseline needs the credit reward, not {reward_mode!r}: use the "
-                         "running baseline (--reinforce-baseline running)")
+        raise ValueError(f"REINFORCE's 'teachers' baseline and 'all-subsets' estimator need the credit reward, not "
+                         f"{reward_mode!r}: use --reinforce-baseline running --reinforce-estimator sampled")
     return {**config.env_kwargs, "teacher_credits": True}
 
 
@@ -288,9 +289,10 @@ def _episode(env: gym.Env, agent: Any, observation: np.ndarray, logger: RunLogge
                disable=not progress)
     truncated = False
     while not truncated:
-        action, log_prob, entropy = agent.act(observation)
-        observation, reward, _, truncated, info = env.step(action)
-        losses = agent.update(log_prob, entropy, info["query_rewards"], info.get("teacher_credits"))
+        action = agent.act(observation)
+        next_observation, reward, _, truncated, info = env.step(action)
+        losses = agent.update(observation, action, info)
+        observation = next_observation
         logger.log_step(tracker.state["step"], reward, info)
         logger.log_agent(tracker.state["step"], losses)
         tracker.observe(reward, info)

@@ -1,8 +1,9 @@
 """Agents on the planted synthetic KG, where the best teacher subset of every query is known.
 
 For each seed, a DSoM run (``dsom train --env DSoM-Synthetic-v0``) per agent: REINFORCE under two reward designs
-and, with the default reward, two baselines (each teacher's credit, the default, and a running mean), PPO and A2C
-with the default reward, and the fixed policies all, random and none. Reports each student's test MRR
+and, with the default reward, its variants (the defaults: the teachers baseline and the sign advantage; a running
+mean as the baseline; advantages scaled by their spread; the exact expectation over all subsets), PPO and A2C with
+the default reward, and the fixed policies all, random and none. Reports each student's test MRR
 (the best-valid student, tested once), how often the sampled choices of the last episode were the planted best
 subset, and for REINFORCE how often its deterministic choices are, over one more pass from the final checkpoint.
 Finished runs are read back, so the benchmark resumes. Writes ``benchmarks/results/agents_synthetic.json``.
@@ -34,6 +35,7 @@ AGENTS = {  # name: agent, env keyword arguments, REINFORCE's hyper-parameters
     "reinforce-credit-valid": ("reinforce", CREDIT, ReinforceConfig()),
     "reinforce-credit-running": ("reinforce", CREDIT, RUNNING),
     "reinforce-credit-scaled": ("reinforce", CREDIT, ReinforceConfig(advantage="scaled")),
+    "reinforce-credit-all-subsets": ("reinforce", CREDIT, ReinforceConfig(estimator="all-subsets")),
     "ppo-credit-valid": ("ppo", CREDIT, None),
     "a2c-credit-valid": ("a2c", CREDIT, None),
     "all": ("all", {}, None),
@@ -105,7 +107,7 @@ def _deterministic_match(run_dir: Path, config: RunConfig) -> float:
     observation, _ = env.reset()
     matches, truncated = [], False
     while not truncated:
-        action = agent.act(observation, deterministic=True)[0]
+        action = agent.act(observation, deterministic=True)
         relations = (base.batch[:, 1] % base.dataset.num_relations).cpu().numpy()
         matches.append(planted_match(base, relations, action.reshape(base.batch_size, -1)).mean())
         observation, _, _, truncated, _ = env.step(action)

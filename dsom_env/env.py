@@ -59,10 +59,10 @@ class TeacherCombinationEnv(gym.Env):
     teachers have fitted the training queries, so on ``train`` a teacher that memorised them looks helpful
     everywhere; ``valid`` measures what transfers, at the price of the valid split also steering training (test
     stays unseen). The defaults are what ``benchmarks/agents_synthetic.py`` shows working best (3 seeds): REINFORCE's
-    students reach test MRR 23.43 +- 0.66 with them (comparing each query's credit with ``teacher_credits``), its
-    most likely choices matching the planted best teachers on 98% of queries, and 9.83 +- 0.98 with
+    students reach test MRR 23.28 +- 0.39 with them (comparing each query's credit with ``teacher_credits``), its
+    most likely choices matching the planted best teachers on 97% of queries, and 9.78 +- 1.00 with
     ``improvement``, which draws every agent onto the structure teacher that has memorised the training queries (all
-    teachers 14.41, random 14.70). On MKG-W the credit of a plain gradient step, without the optimiser's scale,
+    teachers 14.39, random 14.71). On MKG-W the credit of a plain gradient step, without the optimiser's scale,
     favoured the weak text teacher, whose soft labels lower valid MRR (``benchmarks/reward_alignment.py``; README,
     Results).
     The step's reward is the mean over queries; ``info["query_rewards"]`` holds the per-query values.
@@ -90,7 +90,7 @@ class TeacherCombinationEnv(gym.Env):
     :param teacher_pool: ready teachers to use instead (then ``teachers`` must be None).
     :param tabulate_teachers: compute the teachers' logits for every training query once, at construction, instead
         of at every step (``TeacherPool.tabulate``): on CPU, a distillation step about twice as fast (MKG-W:
-        1.34 s instead of 2.67 s, ``benchmarks/step_costs.py``) for K x Q x E floats of memory
+        0.95 s instead of 2.16 s, ``benchmarks/step_costs.py``) for K x Q x E floats of memory
         (MKG-W's zoo: 6.6 GB; skipped with a warning when memory is short). Turn it off for many vector-env workers
         on one machine.
     :param batch_size: queries per step.

@@ -17,7 +17,7 @@ OBSERVATION = np.zeros(7, dtype=np.float32)  # fixed policies ignore what they s
 
 
 def selection(name: str, seed: int = 0) -> np.ndarray:
-    action, _, _ = fixed_policy(name, TEACHERS, BATCH, seed).act(OBSERVATION)
+    action = fixed_policy(name, TEACHERS, BATCH, seed).act(OBSERVATION)
     assert action.dtype == np.int8 and action.shape == (BATCH * len(TEACHERS),)
     return action.reshape(BATCH, len(TEACHERS))
 
@@ -28,28 +28,27 @@ def test_constant_policies_select_exactly_their_teachers_for_every_query(name, r
     assert np.array_equal(selection(name), np.tile(row, (BATCH, 1)))
 
 
-def test_constant_policies_are_certain_and_learn_nothing():
+def test_fixed_policies_learn_nothing():
     policy = fixed_policy("text", TEACHERS, BATCH)
-    action, log_prob, entropy = policy.act(OBSERVATION, deterministic=True)
-    assert log_prob.tolist() == entropy.tolist() == [0.0] * BATCH
-    assert policy.update(log_prob, entropy, np.ones(BATCH, dtype=np.float32)) == {}
+    action = policy.act(OBSERVATION, deterministic=True)
+    assert policy.update(OBSERVATION, action, {"query_rewards": np.ones(BATCH, dtype=np.float32)}) == {}
+    assert np.array_equal(policy.act(OBSERVATION), action)
 
 
 def test_random_policy_is_seeded_and_opens_about_half_the_gates():
-    draws = [np.stack([fixed_policy("random", TEACHERS, BATCH, seed).act(OBSERVATION)[0] for _ in range(3)])
+    draws = [np.stack([fixed_policy("random", TEACHERS, BATCH, seed).act(OBSERVATION) for _ in range(3)])
              for seed in (7, 7, 8)]
     assert np.array_equal(draws[0], draws[1]) and not np.array_equal(draws[0], draws[2])
     policy = fixed_policy("random", TEACHERS, 64, seed=1)
-    gates = np.stack([policy.act(OBSERVATION)[0] for _ in range(200)])  # 200 steps of 64 queries x 3 gates
+    gates = np.stack([policy.act(OBSERVATION) for _ in range(200)])  # 200 steps of 64 queries x 3 gates
     assert np.allclose(gates.reshape(-1, len(TEACHERS)).mean(0), 0.5, atol=0.01)  # each teacher's gate
     assert not np.array_equal(gates[0], gates[1])  # a fresh draw every step
 
 
-def test_random_policy_stays_random_when_deterministic_and_reports_its_probabilities():
+def test_random_policy_stays_random_when_deterministic():
     policy = fixed_policy("random", TEACHERS, 64, seed=2)
-    action, log_prob, entropy = policy.act(OBSERVATION, deterministic=True)
+    action = policy.act(OBSERVATION, deterministic=True)
     assert 0.3 < action.mean() < 0.7
-    assert np.allclose(log_prob.numpy(), -3 * math.log(2)) and np.allclose(entropy.numpy(), 3 * math.log(2))
 
 
 def test_unknown_names_list_the_known_ones():
@@ -71,12 +70,13 @@ def test_every_fixed_policy_drives_the_synthetic_env(env):
     observation, _ = env.reset(seed=0)
     for name, rates in expected.items():
         policy = fixed_policy(name, names, batch_size=16)
-        action, log_prob, entropy = policy.act(observation)
-        observation, reward, _, _, info = env.step(action)
+        action = policy.act(observation)
+        next_observation, reward, _, _, info = env.step(action)
         assert list(info["selection_rate"]) == names and list(info["selection_rate"].values()) == rates, name
         assert np.array_equal(info["selection"], action.reshape(16, len(names)))
-        assert math.isfinite(reward) and policy.update(log_prob, entropy, info["query_rewards"]) == {}
-    action = fixed_policy("random", names, batch_size=16, seed=3).act(observation)[0]
+        assert math.isfinite(reward) and policy.update(observation, action, info) == {}
+        observation = next_observation
+    action = fixed_policy("random", names, batch_size=16, seed=3).act(observation)
     _, _, _, _, info = env.step(action)
     assert np.array_equal(info["selection"], action.reshape(16, len(names)))
     assert 0.0 < np.mean(list(info["selection_rate"].values())) < 1.0

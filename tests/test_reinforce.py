@@ -23,12 +23,12 @@ def test_gradient_points_towards_the_better_arm():
                            config=ReinforceConfig(learning_rate=0.05, baseline="running"))
     observation = np.ones(64 * 3, dtype=np.float32)
     before = open_probability(agent)
-    action, log_prob, entropy = agent.act(observation)
-    agent.update(log_prob, entropy, action.astype(np.float32))
+    action = agent.act(observation)
+    agent.update(observation, action, {"query_rewards": action.astype(np.float32)})
     assert open_probability(agent) > before
     for _ in range(50):
-        action, log_prob, entropy = agent.act(observation)
-        agent.update(log_prob, entropy, action.astype(np.float32))
+        action = agent.act(observation)
+        agent.update(observation, action, {"query_rewards": action.astype(np.float32)})
     assert open_probability(agent) > 0.95
 
 
@@ -38,21 +38,40 @@ def test_the_teachers_baseline_learns_the_teacher_whose_credit_beats_the_others(
     agent = ReinforceAgent(num_features=3, num_teachers=2, config=ReinforceConfig(learning_rate=0.05))
     observation, rng = np.ones(64 * 3, dtype=np.float32), np.random.default_rng(0)
     for _ in range(80):
-        action, log_prob, entropy = agent.act(observation)
+        action = agent.act(observation)
         gates = action.reshape(64, 2)
         credits = np.array([1.0, -1.0]) + rng.normal(0, 5, (64, 1))
         chosen = np.where(gates.any(1), (gates * credits).sum(1) / np.maximum(gates.sum(1), 1), 0.0)
-        agent.update(log_prob, entropy, chosen.astype(np.float32), credits.astype(np.float32))
+        agent.update(observation, action, {"query_rewards": chosen, "teacher_credits": credits})
     with torch.no_grad():
         first, second = agent.policy(torch.ones(1, 3)).probs[0].tolist()
     assert first > 0.9 and second < 0.1
 
 
-def test_the_teachers_baseline_needs_the_envs_teacher_credits():
-    agent = ReinforceAgent(num_features=3, num_teachers=2)
-    action, log_prob, entropy = agent.act(np.ones(8 * 3, dtype=np.float32))
-    with pytest.raises(ValueError, match="teacher_credits=True"):
-        agent.update(log_prob, entropy, np.ones(8, dtype=np.float32))
+def test_the_all_subsets_estimator_learns_the_best_subset_and_weighs_every_query_the_same():
+    """Two teachers. On 63 queries of 64 the subset {0} earns 1, {1} -1, {0, 1} 0.5 and none 0, plus a per-query
+    offset on every non-empty subset; the last query earns 1000 for {1} alone and -1000 for {0} alone. Each query's
+    credits are scaled by their own spread, so the policy must follow the 63 queries to {0} alone, which the raw
+    expected credit, dominated by the last query, would not."""
+    agent = ReinforceAgent(num_features=3, num_teachers=2,
+                           config=ReinforceConfig(learning_rate=0.05, estimator="all-subsets"))
+    observation, rng = np.ones(64 * 3, dtype=np.float32), np.random.default_rng(0)
+    for _ in range(80):
+        credits = np.array([0.0, 1.0, -1.0, 0.5]) + rng.normal(0, 5, (64, 1)) * np.array([0, 1, 1, 1])
+        credits[-1] = [0.0, -1000.0, 1000.0, 0.0]
+        agent.update(observation, agent.act(observation), {"subset_credits": credits.astype(np.float32)})
+    with torch.no_grad():
+        first, second = agent.policy(torch.ones(1, 3)).probs[0].tolist()
+    assert first > 0.9 and second < 0.1
+
+
+@pytest.mark.parametrize("config, key", [(ReinforceConfig(), "teacher_credits"),
+                                         (ReinforceConfig(estimator="all-subsets"), "subset_credits")])
+def test_missing_credits_name_the_env_setting_that_gives_them(config, key):
+    agent = ReinforceAgent(num_features=3, num_teachers=2, config=config)
+    observation = np.ones(8 * 3, dtype=np.float32)
+    with pytest.raises(ValueError, match=f"needs info\\['{key}'\\].*teacher_credits=True"):
+        agent.update(observation, agent.act(observation), {"query_rewards": np.ones(8, dtype=np.float32)})
 
 
 def test_actions_have_the_env_shape_and_deterministic_acts_follow_the_probabilities():
@@ -61,19 +80,21 @@ def test_actions_have_the_env_shape_and_deterministic_acts_follow_the_probabilit
     with torch.no_grad():  # gate logits 2, -2, 2 for every query: probabilities s(2), s(-2), s(2)
         output.weight.zero_()
         output.bias.copy_(torch.tensor([2.0, -2.0, 2.0]))
-    action, log_prob, entropy = agent.act(np.random.default_rng(0).normal(size=10 * 4).astype(np.float32),
-                                          deterministic=True)
+    observation = np.random.default_rng(0).normal(size=10 * 4).astype(np.float32)
+    action = agent.act(observation, deterministic=True)
     assert action.shape == (30,) and (action.reshape(10, 3) == [1, 0, 1]).all()
     likely = 1 / (1 + math.exp(-2.0))  # each gate's chosen side has this probability
     binary_entropy = -(likely * math.log(likely) + (1 - likely) * math.log(1 - likely))
-    torch.testing.assert_close(log_prob, torch.full((10,), 3 * math.log(likely)))
-    torch.testing.assert_close(entropy, torch.full((10,), 3 * binary_entropy))
+    rewards = {"query_rewards": np.ones(10, dtype=np.float32), "teacher_credits": np.zeros((10, 3), np.float32)}
+    losses = agent.update(observation, action, rewards)  # every reward beats the baseline 0: advantage 1
+    assert losses["entropy"] == pytest.approx(3 * binary_entropy)
+    assert losses["policy_loss"] == pytest.approx(-3 * math.log(likely))
 
 
 def test_save_and_load_keep_policy_and_baseline(tmp_path):
     agent = ReinforceAgent(num_features=3, num_teachers=2, config=ReinforceConfig(seed=4, baseline="running"))
-    action, log_prob, entropy = agent.act(np.ones(8 * 3, dtype=np.float32))
-    agent.update(log_prob, entropy, np.ones(8, dtype=np.float32))
+    observation = np.ones(8 * 3, dtype=np.float32)
+    agent.update(observation, agent.act(observation), {"query_rewards": np.ones(8, dtype=np.float32)})
     agent.save(tmp_path / "agent.pt")
     loaded = ReinforceAgent.load(tmp_path / "agent.pt")
     assert loaded.baseline == agent.baseline and loaded.config == agent.config
@@ -96,9 +117,10 @@ def test_a_short_run_on_the_planted_env_learns_to_prefer_each_querys_helpful_tea
     observation, _ = env.reset(seed=0)
     before = helpful_and_misleading(observation)
     for _ in range(600):
-        action, log_prob, entropy = agent.act(observation)
-        observation, _, _, truncated, info = env.step(action)
-        agent.update(log_prob, entropy, info["query_rewards"], info["teacher_credits"])
+        action = agent.act(observation)
+        next_observation, _, _, truncated, info = env.step(action)
+        agent.update(observation, action, info)
+        observation = next_observation
         if truncated:
             observation, _ = env.reset()
     helpful, misleading = helpful_and_misleading(observation)
