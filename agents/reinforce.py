@@ -53,6 +53,13 @@ def teachers_baseline(teacher_credits: torch.Tensor | np.ndarray) -> torch.Tenso
     return teacher_credits.sum(-1) / (teacher_credits.shape[-1] + 1)
 
 
+def subset_advantages(subset_credits: torch.Tensor) -> torch.Tensor:
+    """What the ``all-subsets`` estimator weighs each subset with: each query's credits [..., 2**K] (the env's
+    ``info["subset_credits"]``) centred on their mean over subsets and divided by their spread."""
+    centred = subset_credits - subset_credits.mean(-1, keepdim=True)
+    return centred / (centred.std(-1, keepdim=True) + torch.finfo(centred.dtype).tiny)
+
+
 @dataclass(frozen=True)
 class ReinforceConfig:
     """Hyper-parameters of the agent."""
@@ -159,10 +166,7 @@ class ReinforceAgent:
         subsets = all_subsets(self.num_teachers)
         logits = distribution.logits
         log_pi = F.logsigmoid(logits) @ subsets.t() + F.logsigmoid(-logits) @ (1 - subsets).t()  # [B, 2**K]
-        baselines = credits.mean(1, keepdim=True)
-        centred = credits - baselines
-        advantage = centred / (centred.std(1, keepdim=True) + torch.finfo(centred.dtype).tiny)
-        return -(log_pi.exp() * advantage).sum(1).mean(), float(baselines.mean())
+        return -(log_pi.exp() * subset_advantages(credits)).sum(1).mean(), float(credits.mean())
 
     def _credits(self, info: dict, key: str) -> torch.Tensor:
         if key not in info:

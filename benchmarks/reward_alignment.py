@@ -5,7 +5,9 @@ one after ``--warmup`` steps with every teacher, and a trained one: the last che
 train`` run, ``--student-run``), each fixed choice (no teacher, each teacher alone, all) takes ``--steps`` env steps
 from the same state on the same batches, for every query. Per choice: the env's mean reward over those steps (what
 the agent sees), the share of queries whose reward beats REINFORCE's teachers baseline, the mean of the credits of
-no teacher and of each teacher alone (what REINFORCE's sign advantage sees), the drop of the student's hard-label cross-entropy on ``--heldout`` fixed valid queries, and the valid MRR
+no teacher and of each teacher alone (what REINFORCE's sign advantage sees), the choice's mean advantage under
+REINFORCE's ``all-subsets`` estimator (each query's credit for it against those of every subset, over their
+spread), the drop of the student's hard-label cross-entropy on ``--heldout`` fixed valid queries, and the valid MRR
 after the steps. Writes ``benchmarks/results/reward_alignment_<ENV>.json``.
 
     python benchmarks/reward_alignment.py --data-dir ../shared/datasets \\
@@ -27,8 +29,9 @@ import torch
 import torch.nn.functional as F
 
 import dsom_env  # noqa: F401  (registers the environments)
-from agents.reinforce import teachers_baseline
+from agents.reinforce import subset_advantages, teachers_baseline
 from dsom_env.cache import atomic_write_text
+from dsom_env.credits import subset_index
 from students.evaluate import evaluate
 
 
@@ -72,10 +75,12 @@ def main() -> None:
         rows = [_probe(env, state, name, selected, args.steps, heldout) for name, selected in _choices(env)]
         report["students"].append({"student": label, "valid_mrr_before": valid_mrr_before, "choices": rows})
         print(f"\n{label}: valid MRR {valid_mrr_before:.2f}")
-        print(f"{'choice':<14}{'mean reward':>14}{'beats baseline':>16}{'held-out CE drop':>18}{'valid MRR after':>17}")
+        print(f"{'choice':<14}{'mean reward':>14}{'beats baseline':>16}{'all-subsets adv.':>18}"
+              f"{'held-out CE drop':>18}{'valid MRR after':>17}")
         for row in rows:
             print(f"{row['choice']:<14}{row['mean_reward']:>14.3e}{row['beats_baseline_share']:>16.2f}"
-                  f"{row['heldout_ce_drop']:>18.4f}{row['valid_mrr_after']:>17.2f}")
+                  f"{row['all_subsets_advantage']:>18.3f}{row['heldout_ce_drop']:>18.4f}"
+                  f"{row['valid_mrr_after']:>17.2f}")
     atomic_write_text(json.dumps(report, indent=2) + "\n",
                       args.output or f"benchmarks/results/reward_alignment_{args.env}.json")
 
@@ -101,8 +106,10 @@ def _probe(env, state: dict, choice: str, selected: list[int], steps: int, heldo
     infos = [env.step(action)[4] for _ in range(steps)]
     query_rewards = np.stack([info["query_rewards"] for info in infos])
     baselines = teachers_baseline(np.stack([info["teacher_credits"] for info in infos]))
+    advantages = subset_advantages(torch.as_tensor(np.stack([info["subset_credits"] for info in infos])))
     return {"choice": choice, "mean_reward": float(query_rewards.mean()),
             "beats_baseline_share": float((query_rewards > baselines).mean()),
+            "all_subsets_advantage": float(advantages[..., subset_index(torch.as_tensor(action[0]))].mean()),
             "heldout_ce_drop": ce_before - _cross_entropy(env.student, heldout),
             "valid_mrr_after": evaluate(env.student, env.dataset, "valid", device=env.device)["mrr"]}
 
