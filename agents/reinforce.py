@@ -14,9 +14,9 @@ held-out batch's noise, which the difference cancels. On the planted KG it lifts
 
 The sign keeps whether a choice did better than the baseline and drops by how much: the per-query rewards are noisy
 at every scale. ``advantage="scaled"``, ``(r_b - baseline_b) / std_b(r)``, keeps the margins, but on the planted KG
-a few queries with large rewards drew every query of one seed in three onto a single teacher (20.41 +- 4.72). On MKG-W the sign misleads:
-the weak text teacher beats the baseline on more queries than the others, by small margins, and loses on the rest by
-large ones (``benchmarks/reward_alignment.py``).
+a few queries with large rewards drew every query of one seed in three onto a single teacher (20.41 +- 4.72). On
+MKG-W the sign misleads: the weak text teacher beats the baseline on more queries than the others, by small margins,
+and loses on the rest by large ones (``benchmarks/reward_alignment.py``).
 
 ``estimator="all-subsets"`` drops the sampling from the gradient: the env's ``info["subset_credits"]`` holds the
 credit each query would have earned from every one of the 2**K subsets in the same step (in closed form,
@@ -62,7 +62,8 @@ def subset_advantages(subset_credits: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class ReinforceConfig:
-    """Hyper-parameters of the agent."""
+    """Hyper-parameters of the agent. ``advantage`` and ``baseline`` shape the ``sampled`` estimator; the
+    ``all-subsets`` estimator reads neither."""
 
     hidden: int = 64
     learning_rate: float = 1e-3

@@ -8,8 +8,8 @@ batch; and with the combined soft labels read from the table that ``StaticDistil
 (what a static student run does). The tables' one-off costs are reported too. ``env.step`` chooses every teacher for
 every query, so it does the distillation step from the logit table (the env needs each teacher's logits to combine
 any subset) and adds the observation and the reward; it is timed for each reward, and for the default ``credit`` also
-with ``teacher_credits`` (the credits of every subset, which REINFORCE's default baseline reads). Each timing is the best of ``--repeats`` interleaved rounds of
-``--steps`` steps on the same batches.
+with ``teacher_credits`` (the credits of every subset, which REINFORCE's default baseline reads). Each timing is
+the best of ``--repeats`` interleaved rounds of ``--steps`` steps on the same batches.
 
     python benchmarks/step_costs.py --data-dir ../shared/datasets
 """
