@@ -14,23 +14,28 @@ numbers per query: b, the sum of p_j D_j over N and over all entities. All three
 the mean of its teachers'. The credits of all 2**K subsets thus cost one softmax and one dot product per teacher;
 autograd would take one distillation backward per subset.
 
-Subsets are numbered by their bits: subset s selects teacher k when bit k of s is set (0: no teacher, ``2**k``:
-teacher k alone, ``2**K - 1``: all).
+Subsets are numbered by their bits, as the teacher combinations of ``dsom_env.wrappers`` are: subset s selects
+teacher k when bit k of s is set (0: no teacher, ``2**k``: teacher k alone, ``2**K - 1``: all).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from students.distill import DistillConfig, row_dot
+from students.distill import PRESENT_MASS, DistillConfig, row_dot
 
-PRESENT = 1e-12  # a side with less teacher mass than this adds nothing to the loss (students.distill._side_terms)
+
+def combination_to_selection(combinations: np.ndarray, num_teachers: int) -> np.ndarray:
+    """[..., K] 0/1 selections of the combinations' bits (teacher k <-> bit k)."""
+    combinations = np.asarray(combinations, dtype=np.int64)
+    return ((combinations[..., None] >> np.arange(num_teachers)) & 1).astype(np.int8)
 
 
 def all_subsets(num_teachers: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """[2**K, K] 0/1 float: row s selects the teachers of subset s (teacher k when bit k of s is set)."""
-    codes = torch.arange(2**num_teachers, device=device)
-    return ((codes.unsqueeze(1) >> torch.arange(num_teachers, device=device)) & 1).float()
+    selections = combination_to_selection(np.arange(2**num_teachers), num_teachers)
+    return torch.as_tensor(selections, dtype=torch.float32, device=device)
 
 
 def subset_index(selection: torch.Tensor) -> torch.Tensor:
@@ -77,7 +82,7 @@ def subset_credits(
         subsets = all_subsets(len(teacher_logits), student_scores.device)
         weights = subsets / subsets.sum(1, keepdim=True).clamp(min=1)  # [S, K], each subset's mean
         mass, teacher_in, teacher_all = torch.einsum("sk,kib->isb", weights, teacher_sums)  # each [S, B]
-        on_present, off_present = mass > PRESENT, 1 - mass > PRESENT
+        on_present, off_present = mass > PRESENT_MASS, 1 - mass > PRESENT_MASS
         teacher_on_n = teacher_in / torch.where(on_present, mass, 1.0)
         teacher_off_n = (teacher_all - teacher_in) / torch.where(off_present, 1 - mass, 1.0)
         on_side = mass * (student_all - student_on_n) + config.alpha * (student_on_n - teacher_on_n)

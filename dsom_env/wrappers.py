@@ -12,13 +12,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from dsom_env.credits import combination_to_selection
 from dsom_env.env import TeacherCombinationEnv
-
-
-def combination_to_selection(combinations: np.ndarray, num_teachers: int) -> np.ndarray:
-    """[..., K] 0/1 selections of the combinations' bits (teacher k <-> bit k)."""
-    combinations = np.asarray(combinations, dtype=np.int64)
-    return ((combinations[..., None] >> np.arange(num_teachers)) & 1).astype(np.int8)
 
 
 class PerQueryCombination(gym.ActionWrapper, gym.utils.RecordConstructorArgs):

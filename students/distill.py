@@ -24,6 +24,9 @@ from dsom_env.query_tables import QueryRows, build_tables
 from students.complex import ComplEx
 
 
+PRESENT_MASS = 1e-12  # a side of the split with less teacher mass than this adds nothing to the loss
+
+
 def combined_teacher_log_probs(teacher_logits: torch.Tensor, selection: torch.Tensor, tau: float) -> torch.Tensor:
     """Log of the mean of the selected teachers' softmax at temperature ``tau``, for the queries that select some.
 
@@ -89,7 +92,7 @@ def _side_terms(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """For one side of the split: ``KL(p_A || q_A)`` and the binary-mass term ``b_p log(b_p / b_q)``, 0 where p puts
     no mass on the side; safe denominators keep gradients finite on those rows."""
-    present = mass_p > 1e-12
+    present = mass_p > PRESENT_MASS
     mass_p_safe = torch.where(present, mass_p, 1.0)
     mass_q_safe = torch.where(present, mass_q.clamp(min=torch.finfo(mass_q.dtype).tiny), 1.0)
     log_ratio = torch.log(mass_p_safe) - torch.log(mass_q_safe)

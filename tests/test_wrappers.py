@@ -11,7 +11,8 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import dsom_env  # noqa: F401  (registers the environments)
-from dsom_env.wrappers import PerQueryCombination, WholeBatchCombination, combination_to_selection
+from dsom_env.credits import combination_to_selection
+from dsom_env.wrappers import PerQueryCombination, WholeBatchCombination
 
 
 def make(planted_cache, wrapper):
