@@ -60,6 +60,13 @@ def subset_advantages(subset_credits: torch.Tensor) -> torch.Tensor:
     return centred / (centred.std(-1, keepdim=True) + torch.finfo(centred.dtype).tiny)
 
 
+def subset_log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """[..., 2**K] the log-probability of every teacher subset under K independent gates of logits [..., K]
+    (subsets numbered as in ``dsom_env.credits``)."""
+    subsets = all_subsets(logits.shape[-1], logits.device).to(logits.dtype)
+    return F.logsigmoid(logits) @ subsets.t() + F.logsigmoid(-logits) @ (1 - subsets).t()
+
+
 @dataclass(frozen=True)
 class ReinforceConfig:
     """Hyper-parameters of the agent. ``advantage`` and ``baseline`` shape the ``sampled`` estimator; the
@@ -164,10 +171,8 @@ class ReinforceAgent:
         on the query's mean over subsets (a baseline, which leaves the gradient unchanged) and divided by their
         spread, so that every query weighs the same, whatever the scale of its credits, and the entropy bonus weighs
         the same at every step."""
-        subsets = all_subsets(self.num_teachers)
-        logits = distribution.logits
-        log_pi = F.logsigmoid(logits) @ subsets.t() + F.logsigmoid(-logits) @ (1 - subsets).t()  # [B, 2**K]
-        return -(log_pi.exp() * subset_advantages(credits)).sum(1).mean(), float(credits.mean())
+        pi = subset_log_probs(distribution.logits).exp()  # [B, 2**K]
+        return -(pi * subset_advantages(credits)).sum(1).mean(), float(credits.mean())
 
     def _credits(self, info: dict, key: str) -> torch.Tensor:
         if key not in info:

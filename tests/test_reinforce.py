@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.reinforce import ReinforceAgent, ReinforceConfig
+from agents.reinforce import ReinforceAgent, ReinforceConfig, subset_log_probs
 from dsom_env.env import TeacherCombinationEnv
 
 
@@ -125,3 +125,16 @@ def test_a_short_run_on_the_planted_env_learns_to_prefer_each_querys_helpful_tea
             observation, _ = env.reset()
     helpful, misleading = helpful_and_misleading(observation)
     assert abs(before[0] - before[1]) < 0.05 and helpful > before[0] + 0.2 and helpful > misleading + 0.2
+
+
+def test_subset_log_probs_are_the_products_of_the_gates_probabilities():
+    logits = torch.randn(5, 3, dtype=torch.float64)
+    probs = torch.sigmoid(logits)
+    log_pi = subset_log_probs(logits)
+    for subset in range(8):
+        bits = [(subset >> k) & 1 for k in range(3)]
+        by_hand = torch.ones(5, dtype=torch.float64)
+        for k, bit in enumerate(bits):
+            by_hand *= probs[:, k] if bit else 1 - probs[:, k]
+        torch.testing.assert_close(log_pi[:, subset].exp(), by_hand)
+    torch.testing.assert_close(log_pi.exp().sum(-1), torch.ones(5, dtype=torch.float64))
