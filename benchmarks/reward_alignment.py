@@ -48,29 +48,15 @@ def main() -> None:
     parser.add_argument("--output", default=None, help="default: benchmarks/results/reward_alignment_ENV.json")
     args = parser.parse_args()
 
-    checkpoint_path = Path(args.student_run) / "checkpoints" / "last.pt"
-    if not checkpoint_path.is_file():
-        raise SystemExit(f"--student-run: no {checkpoint_path}; give the folder of a `dsom student train` run")
     env = gym.make(args.env, data_dir=args.data_dir, cache_dir=args.cache_dir, device=args.device,
                    teacher_credits=True).unwrapped
     valid = env.dataset.queries("valid").to(env.device)
     heldout = valid[torch.randperm(len(valid), generator=torch.Generator().manual_seed(0))[:args.heldout]]
-
-    env.reset(seed=0)
-    everyone = np.ones((env.batch_size, len(env.teacher_names)), dtype=np.int8)
-    for _ in range(args.warmup):
-        env.step(everyone)
-    fresh = copy.deepcopy(env.training_state())
-    trained = torch.load(checkpoint_path, map_location="cpu", weights_only=True)  # load_state_dict moves it
-    trained_state = {**fresh, "student": trained["model"], "optimizer": trained["optimizer"], "best_student": None,
-                     "best_valid_mrr": float("-inf")}
-
-    probes = {f"fresh, after {args.warmup} steps with every teacher": fresh,
-              f"trained plain, epoch {trained['state']['epoch']} of {args.student_run}": trained_state}
+    probes = probe_students(env, args.student_run, args.warmup)
     report = {"command": shlex.join(["python", *sys.argv]), "env": args.env, "reward_mode": env.reward_mode,
               "steps": args.steps, "heldout_queries": len(heldout), "students": []}
     for label, state in probes.items():
-        _start(env, state)
+        start(env, state)
         valid_mrr_before = evaluate(env.student, env.dataset, "valid", device=env.device)["mrr"]
         rows = [_probe(env, state, name, selected, args.steps, heldout) for name, selected in _choices(env)]
         report["students"].append({"student": label, "valid_mrr_before": valid_mrr_before, "choices": rows})
@@ -85,21 +71,40 @@ def main() -> None:
                       args.output or f"benchmarks/results/reward_alignment_{args.env}.json")
 
 
+def probe_students(env, student_run: str, warmup: int) -> dict[str, dict]:
+    """The two students probed, as env training states by label: a fresh one after ``warmup`` steps with every
+    teacher, and the last checkpoint of the plain ``dsom student train`` run in ``student_run``."""
+    checkpoint_path = Path(student_run) / "checkpoints" / "last.pt"
+    if not checkpoint_path.is_file():
+        raise SystemExit(f"--student-run: no {checkpoint_path}; give the folder of a `dsom student train` run")
+    env.reset(seed=0)
+    everyone = np.ones((env.batch_size, len(env.teacher_names)), dtype=np.int8)
+    for _ in range(warmup):
+        env.step(everyone)
+    fresh = copy.deepcopy(env.training_state())
+    trained = torch.load(checkpoint_path, map_location="cpu", weights_only=True)  # load_state_dict moves it
+    trained_state = {**fresh, "student": trained["model"], "optimizer": trained["optimizer"], "best_student": None,
+                     "best_valid_mrr": float("-inf")}
+    return {f"fresh, after {warmup} steps with every teacher": fresh,
+            f"trained plain, epoch {trained['state']['epoch']} of {student_run}": trained_state}
+
+
 def _choices(env) -> list[tuple[str, list[int]]]:
     names = env.teacher_names
     return [("none", []), *((name, [k]) for k, name in enumerate(names)), ("all", list(range(len(names))))]
 
 
-def _start(env, state: dict) -> None:
-    """Put ``state`` in the env at the start of a pass: the same batches follow whatever the choice."""
+def start(env, state: dict) -> np.ndarray:
+    """Put ``state`` in the env at the start of a pass (the same batches follow whatever the choice); returns the
+    first observation."""
     env.reset(seed=0)
     env.load_training_state(copy.deepcopy(state))
-    env.reset()
+    return env.reset()[0]
 
 
 def _probe(env, state: dict, choice: str, selected: list[int], steps: int, heldout: torch.Tensor) -> dict:
     """``steps`` env steps from ``state`` choosing ``selected`` for every query."""
-    _start(env, state)
+    start(env, state)
     action = np.zeros((env.batch_size, len(env.teacher_names)), dtype=np.int8)
     action[:, selected] = 1
     ce_before = _cross_entropy(env.student, heldout)
