@@ -25,6 +25,7 @@ from agents.reinforce import ADVANTAGES, BASELINES, ESTIMATORS, ReinforceConfig
 from agents.student_run import run_student
 from dsom_env.data import DATASETS, SYNTHETIC, DatasetError, dataset_by_name
 from dsom_env.download import DownloadError
+from dsom_env.heldout import HELDOUT_LOSSES
 from dsom_env.teachers import select_specs, teacher_zoo, train_teachers
 from students.distill import DistillConfig
 from students.evaluate import HITS_AT
@@ -96,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     dsom.add_argument("--reward-mode", default=None, help="improvement, beneficial, heldout or credit "
                                                           "(default: the env's)")
     dsom.add_argument("--heldout-split", default=None, help="train or valid (default: the env's)")
+    dsom.add_argument("--heldout-loss", default=None, choices=HELDOUT_LOSSES,
+                      help="what the credit reward's held-out batch measures (default: the env's, cross-entropy)")
     dsom.add_argument("--reinforce-baseline", choices=BASELINES, default=ReinforceConfig.baseline,
                       help="what REINFORCE compares a query's reward with: the credits of each teacher alone and of "
                            "none (needs the credit reward), or a running mean (default: %(default)s)")
@@ -217,7 +220,7 @@ def _dsom_train(args: argparse.Namespace) -> int:
         known = sorted(env_id for env_id in gym.registry if env_id.startswith("DSoM-"))
         raise ValueError(f"unknown env {args.env!r}; known: {', '.join(known)}")
     options = {"batch_size": args.batch_size, "reward_mode": args.reward_mode, "heldout_split": args.heldout_split,
-               "teachers": _names(args.teachers), "data_dir": args.data_dir, "cache_dir": args.cache_dir}
+               "heldout_loss": args.heldout_loss, "teachers": _names(args.teachers), "data_dir": args.data_dir, "cache_dir": args.cache_dir}
     env_kwargs = {key: value for key, value in options.items() if value is not None}
     if args.device != "cpu":
         env_kwargs["device"] = args.device

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 import dsom_env  # noqa: F401  (registers the environments)
 from agents.reinforce import subset_advantages, teachers_baseline
 from dsom_env.cache import atomic_write_text
+from dsom_env.heldout import HELDOUT_LOSSES
 from dsom_env.credits import subset_index
 from students.evaluate import evaluate
 
@@ -45,15 +46,19 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset (default: $DSOM_DATA_DIR)")
     parser.add_argument("--cache-dir", default=None, help="features and teachers (default: $DSOM_CACHE_DIR)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--output", default=None, help="default: benchmarks/results/reward_alignment_ENV.json")
+    parser.add_argument("--heldout-loss", default="cross-entropy", choices=HELDOUT_LOSSES,
+                        help="what the credit's held-out batch measures (the env's heldout_loss)")
+    parser.add_argument("--output", default=None,
+                        help="default: benchmarks/results/reward_alignment_ENV[_HELDOUTLOSS].json (the loss unless the default)")
     args = parser.parse_args()
 
     env = gym.make(args.env, data_dir=args.data_dir, cache_dir=args.cache_dir, device=args.device,
-                   teacher_credits=True).unwrapped
+                   teacher_credits=True, heldout_loss=args.heldout_loss).unwrapped
     valid = env.dataset.queries("valid").to(env.device)
     heldout = valid[torch.randperm(len(valid), generator=torch.Generator().manual_seed(0))[:args.heldout]]
     probes = probe_students(env, args.student_run, args.warmup)
     report = {"command": shlex.join(["python", *sys.argv]), "env": args.env, "reward_mode": env.reward_mode,
+              "heldout_loss": env.heldout_loss,
               "steps": args.steps, "heldout_queries": len(heldout), "students": []}
     for label, state in probes.items():
         start(env, state)
@@ -68,7 +73,13 @@ def main() -> None:
                   f"{row['all_subsets_advantage']:>18.3f}{row['heldout_ce_drop']:>18.4f}"
                   f"{row['valid_mrr_after']:>17.2f}")
     atomic_write_text(json.dumps(report, indent=2) + "\n",
-                      args.output or f"benchmarks/results/reward_alignment_{args.env}.json")
+                      args.output or results_path("reward_alignment", args))
+
+
+def results_path(name: str, args: argparse.Namespace) -> str:
+    """``benchmarks/results/NAME_ENV[_HELDOUTLOSS].json``: the held-out loss is named unless it is the default."""
+    suffix = "" if args.heldout_loss == "cross-entropy" else f"_{args.heldout_loss}"
+    return f"benchmarks/results/{name}_{args.env}{suffix}.json"
 
 
 def probe_students(env, student_run: str, warmup: int) -> dict[str, dict]:

@@ -30,8 +30,9 @@ import torch
 import dsom_env  # noqa: F401  (registers the environments)
 from agents.reinforce import ReinforceAgent, ReinforceConfig, subset_log_probs
 from dsom_env.cache import atomic_write_text
+from dsom_env.heldout import HELDOUT_LOSSES
 from dsom_env.credits import all_subsets, subset_index
-from reward_alignment import probe_students, start
+from reward_alignment import probe_students, results_path, start
 
 ESTIMATORS = {
     "sampled, sign (default)": ReinforceConfig(),
@@ -51,7 +52,10 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset (default: $DSOM_DATA_DIR)")
     parser.add_argument("--cache-dir", default=None, help="features and teachers (default: $DSOM_CACHE_DIR)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--output", default=None, help="default: benchmarks/results/selection_headroom_ENV.json")
+    parser.add_argument("--heldout-loss", default="cross-entropy", choices=HELDOUT_LOSSES,
+                        help="what the credit's held-out batch measures (the env's heldout_loss)")
+    parser.add_argument("--output", default=None,
+                        help="default: benchmarks/results/selection_headroom_ENV[_HELDOUTLOSS].json (the loss unless the default)")
     parser.add_argument("--save-records", default=None, metavar="NPZ",
                         help="also save each probe student's recorded features and credits (studentI_features, "
                         "studentI_credits; I as in the report), to try other agents on them offline")
@@ -60,9 +64,10 @@ def main() -> None:
         raise SystemExit(f"--train-steps must be between 1 and --steps - 1 ({args.steps - 1}), got {args.train_steps}")
 
     env = gym.make(args.env, data_dir=args.data_dir, cache_dir=args.cache_dir, device=args.device,
-                   teacher_credits=True).unwrapped
+                   teacher_credits=True, heldout_loss=args.heldout_loss).unwrapped
     names = [_subset_name(row, env.teacher_names) for row in all_subsets(len(env.teacher_names)).int().tolist()]
-    report = {"command": shlex.join(["python", *sys.argv]), "env": args.env, "steps": args.steps,
+    report = {"command": shlex.join(["python", *sys.argv]), "env": args.env,
+              "heldout_loss": env.heldout_loss, "steps": args.steps,
               "train_steps": args.train_steps, "passes": args.passes, "batch_size": env.batch_size,
               "subsets": names, "students": []}
     records = {}
@@ -90,7 +95,7 @@ def main() -> None:
     if args.save_records:
         np.savez_compressed(args.save_records, **records)
     atomic_write_text(json.dumps(report, indent=2) + "\n",
-                      args.output or f"benchmarks/results/selection_headroom_{args.env}.json")
+                      args.output or results_path("selection_headroom", args))
 
 
 def _record(env, state: dict, steps: int) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ from gymnasium import spaces
 from torch.nn import functional as F
 
 from dsom_env.credits import subset_credits
+from dsom_env.heldout import HELDOUT_LOSSES, heldout_loss
 from dsom_env.data import SYNTHETIC, KGDataset, dataset_by_name
 from dsom_env.teachers import TeacherPool, missing_teachers
 from students.distill import DistillConfig, row_dot, distillation_loss
@@ -100,6 +101,9 @@ class TeacherCombinationEnv(gym.Env):
     :param heldout_split: where held-out batches of the ``heldout`` and ``credit`` rewards come from.
     :param heldout_size: queries per held-out batch (default: ``batch_size``); larger batches make the rewards less
         noisy at the cost of one student forward and backward over them per step.
+    :param heldout_loss: what the ``credit`` reward's held-out batch measures (``dsom_env.heldout``): its
+        ``cross-entropy``, or ``calibrated``, the cross-entropy after temperature scaling, which a choice cannot
+        lower by merely making the student less confident.
     :param teacher_credits: with the ``credit`` reward, also report ``info["subset_credits"]`` and
         ``info["teacher_credits"]`` (in closed form: one softmax and one dot product per teacher and step).
     :param eval_every: steps between valid evaluations (0: never).
@@ -133,6 +137,7 @@ class TeacherCombinationEnv(gym.Env):
         reward_mode: str = "credit",
         heldout_split: str = "valid",
         heldout_size: int | None = None,
+        heldout_loss: str = "cross-entropy",
         teacher_credits: bool = False,
         eval_every: int = 0,
         data_dir: str | os.PathLike | None = None,
@@ -148,6 +153,10 @@ class TeacherCombinationEnv(gym.Env):
             raise ValueError(f"unknown reward_mode {reward_mode!r}; known: {', '.join(REWARD_MODES)}")
         if teacher_credits and reward_mode != "credit":
             raise ValueError(f"teacher_credits needs reward_mode='credit', got {reward_mode!r}")
+        if heldout_loss not in HELDOUT_LOSSES:
+            raise ValueError(f"unknown heldout_loss {heldout_loss!r}; known: {', '.join(HELDOUT_LOSSES)}")
+        if heldout_loss != "cross-entropy" and reward_mode != "credit":
+            raise ValueError(f"heldout_loss={heldout_loss!r} needs reward_mode='credit', got {reward_mode!r}")
         if heldout_split not in ("train", "valid"):
             raise ValueError(f"heldout_split must be 'train' or 'valid', got {heldout_split!r}")
         if batch_size < 1:
@@ -165,7 +174,7 @@ class TeacherCombinationEnv(gym.Env):
             print(f"{self.dataset.name}: teachers {', '.join(self.teacher_names)}; without " + "; ".join(
                 f"{name} ({reason})" for name, reason in self.missing_teachers.items()))
         self.batch_size, self.reward_mode, self.eval_every = batch_size, reward_mode, eval_every
-        self.teacher_credits = teacher_credits
+        self.teacher_credits, self.heldout_loss = teacher_credits, heldout_loss
         self.student_config = TrainConfig(rank=student_rank, learning_rate=learning_rate, optimizer=optimizer,
                                           n3_weight=n3_weight, batch_size=batch_size)
         self.distill = DistillConfig(tau=tau, alpha=alpha, beta=beta, gamma=gamma)
@@ -355,14 +364,14 @@ class TeacherCombinationEnv(gym.Env):
         return torch.as_tensor(action.reshape(shape).astype(bool), device=self.device)
 
     def _heldout_score_change(self) -> torch.Tensor:
-        """[B, E] how the batch's scores move along the optimiser's step on a fresh held-out batch's cross-entropy L:
-        the derivative along ``c * grad(L)``, with c the per-coordinate factor of the step the optimiser is about to
-        take (``students.train.step_scale``: Adagrad divides by the root of its accumulated squares). Call it between
-        the step's backward and ``optimizer.step()``: c depends on the step's gradient."""
+        """[B, E] how the batch's scores move along the optimiser's step on a fresh held-out batch's loss L
+        (``heldout_loss``): the derivative along ``c * grad(L)``, with c the per-coordinate factor of the step the
+        optimiser is about to take (``students.train.step_scale``: Adagrad divides by the root of its accumulated
+        squares). Call it between the step's backward and ``optimizer.step()``: c depends on the step's gradient."""
         heldout = self._heldout_batch()
-        heldout_loss = F.cross_entropy(self.student(heldout), heldout[:, 2])
+        loss = heldout_loss(self.student(heldout), heldout[:, 2], self.heldout_loss)
         weights = [self.student.entity.weight, self.student.relation.weight]
-        heldout_grads = torch.autograd.grad(heldout_loss, weights)
+        heldout_grads = torch.autograd.grad(loss, weights)
         with torch.no_grad():
             entity_step, relation_step = (step_scale(self.optimizer, weight) * grad
                                           for weight, grad in zip(weights, heldout_grads))

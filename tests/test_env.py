@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import replace
 
@@ -16,6 +17,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import dsom_env  # noqa: F401  (registers the environments)
 from dsom_env.credits import subset_index
 from dsom_env.env import TeacherCombinationEnv
+from dsom_env.heldout import FACTOR_RANGE
 from dsom_env.teachers import TeacherPool, missing_teachers
 from students.distill import DistillConfig, StaticDistillation, distillation_loss
 from students.complex import ComplEx
@@ -101,15 +103,33 @@ def test_the_planted_helpful_subset_earns_more_than_the_misleading_one(planted_c
     assert total_reward(helpful=True) > 1.5 * total_reward(helpful=False)
 
 
-def test_credit_is_each_querys_first_order_share_of_the_heldout_drop(planted_cache):
-    """Brute force: per query, (c * grad(held-out CE)) . grad(KD_b) / B from its own loss, one query at a time, with
-    c Adagrad's first step scale lr / (|g| + eps) for the whole step's gradient g."""
-    env = TeacherCombinationEnv(batch_size=8, reward_mode="credit", heldout_split="valid", cache_dir=planted_cache,
-                                progress=False)
+def temperature_scaled(scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The scores times the factor a in ``FACTOR_RANGE`` minimising their mean cross-entropy, found by bisection on
+    its derivative ``mean(E_p[s] - s_t)``, which grows with a; and a."""
+    low, high = FACTOR_RANGE
+    with torch.no_grad():
+        for _ in range(60):
+            middle = (low * high) ** 0.5
+            probs = torch.softmax(middle * scores.double(), dim=-1)
+            slope = ((probs * scores).sum(-1) - scores[torch.arange(len(scores)), targets]).mean()
+            low, high = (low, middle) if slope > 0 else (middle, high)
+    return scores * low, low
+
+
+@pytest.mark.parametrize("heldout_loss", ["cross-entropy", "calibrated"])
+def test_credit_is_each_querys_first_order_share_of_the_heldout_drop(planted_cache, heldout_loss):
+    """Brute force after 30 steps: per query, (c * grad(held-out loss)) . grad(KD_b) / B from its own loss, one query
+    at a time, with c Adagrad's step scale lr / (sqrt(S + g^2) + eps) for its accumulated squares S and the whole
+    step's gradient g; the calibrated loss scales the held-out scores by the factor a bisection finds."""
+    env = TeacherCombinationEnv(batch_size=8, reward_mode="credit", heldout_split="valid", heldout_loss=heldout_loss,
+                                cache_dir=planted_cache, progress=False)
     env.reset(seed=2)
+    for _ in range(30):
+        env.step(np.ones((8, 3), dtype=np.int8))
     action = np.random.default_rng(0).integers(0, 2, (8, 3)).astype(np.int8)
     action[0] = 0  # a query without teachers earns exactly 0
-    student = build_student(env.dataset, replace(env.student_config, seed=2))
+    student = copy.deepcopy(env.student)
+    squares = [env.optimizer.state[parameter]["sum"].clone() for parameter in env.student.parameters()]
     batch, teachers, order = env.batch.clone(), env.teacher_logits.clone(), env.generator.get_state()
     rewards = env.step(action)[4]["query_rewards"]
 
@@ -122,8 +142,12 @@ def test_credit_is_each_querys_first_order_share_of_the_heldout_drop(planted_cac
                                   env.distill.beta, env.distill.gamma).mean()
     step_grads = torch.autograd.grad(step_loss + env.student_config.n3_weight * student.n3(batch), parameters)
     eps = env.optimizer.defaults["eps"]
-    scales = [env.student_config.learning_rate / (g.abs() + eps) for g in step_grads]  # Adagrad's first step
-    heldout_grads = torch.autograd.grad(F.cross_entropy(student(heldout), heldout[:, 2]), parameters)
+    scales = [env.student_config.learning_rate / ((s + g**2).sqrt() + eps) for s, g in zip(squares, step_grads)]
+    heldout_scores = student(heldout)
+    if heldout_loss == "calibrated":
+        heldout_scores, factor = temperature_scaled(heldout_scores, heldout[:, 2])
+        assert FACTOR_RANGE[0] * 1.01 < factor < FACTOR_RANGE[1] / 1.01  # inside: the minimum, not a bound
+    heldout_grads = torch.autograd.grad(F.cross_entropy(heldout_scores, heldout[:, 2]), parameters)
     heldout_steps = [c * h for c, h in zip(scales, heldout_grads)]
     expected = []
     for b in range(8):

@@ -1,0 +1,65 @@
+"""The held-out losses of the credit reward: temperature scaling against a brute-force search, and its invariances."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dsom_env.env import TeacherCombinationEnv
+from dsom_env.heldout import FACTOR_RANGE, calibration_factor, heldout_loss
+
+
+def over_confident_scores() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    scores = 6.0 * torch.randn(64, 200, generator=generator, dtype=torch.float64)
+    targets = torch.randint(200, (64,), generator=generator)
+    scores[torch.arange(32), targets[:32]] += 15.0  # half the queries ranked well, confidently
+    return scores, targets
+
+
+def test_the_calibration_factor_minimises_the_cross_entropy_over_a_grid():
+    scores, targets = over_confident_scores()
+    factor = calibration_factor(scores, targets)
+    grid = torch.linspace(0.01, 3.0, 3000, dtype=torch.float64)
+    on_grid = torch.stack([F.cross_entropy(a * scores, targets) for a in grid])
+    assert 0.01 < factor < 1.0  # these scores are over-confident: the factor shrinks them
+    assert F.cross_entropy(factor * scores, targets) <= on_grid.min() + 1e-9
+    assert abs(factor - grid[on_grid.argmin()]) < 2e-3
+
+
+def test_scores_that_rank_no_better_than_chance_get_the_smallest_factor():
+    generator = torch.Generator().manual_seed(1)
+    scores = torch.randn(64, 200, generator=generator, dtype=torch.float64)
+    targets = torch.randint(200, (64,), generator=generator)
+    scores[torch.arange(64), targets] = scores.median(-1).values  # every true tail ranked in the middle
+    assert calibration_factor(scores, targets) == FACTOR_RANGE[0]
+
+
+@pytest.mark.parametrize("scale", [0.5, 2.0])
+def test_the_calibrated_loss_ignores_a_rescaling_of_the_scores_and_the_cross_entropy_does_not(scale):
+    scores, targets = over_confident_scores()
+    calibrated = heldout_loss(scores, targets, "calibrated")
+    torch.testing.assert_close(heldout_loss(scale * scores, targets, "calibrated"), calibrated)
+    assert abs(heldout_loss(scale * scores, targets) - heldout_loss(scores, targets)) > 0.1
+
+
+def test_the_calibrated_gradient_has_no_component_along_the_scores():
+    scores, targets = over_confident_scores()
+    gradients = {}
+    for kind in ("cross-entropy", "calibrated"):
+        leaf = scores.clone().requires_grad_()
+        (gradients[kind],) = torch.autograd.grad(heldout_loss(leaf, targets, kind), leaf)
+    along_scores = {kind: float((grad * scores).sum()) for kind, grad in gradients.items()}
+    assert abs(along_scores["calibrated"]) < 1e-8 * float(gradients["calibrated"].norm() * scores.norm())
+    assert along_scores["cross-entropy"] > 0.1  # over-confident: shrinking the scores lowers the cross-entropy
+
+
+def test_unknown_or_misplaced_heldout_losses_are_refused():
+    scores, targets = over_confident_scores()
+    with pytest.raises(ValueError, match="calibrated"):
+        heldout_loss(scores, targets, "ranked")
+    with pytest.raises(ValueError, match="known: cross-entropy, calibrated"):
+        TeacherCombinationEnv(heldout_loss="ranked")
+    with pytest.raises(ValueError, match="needs reward_mode='credit'"):
+        TeacherCombinationEnv(heldout_loss="calibrated", reward_mode="improvement")
