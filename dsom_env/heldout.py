@@ -7,7 +7,10 @@ text teacher, whose soft labels lower valid MRR (``benchmarks/reward_alignment.p
 cross-entropy after temperature scaling instead: the scores times the one factor (within ``FACTOR_RANGE``) that
 minimises it on the batch. It cannot be lowered by a rescaling, and its gradient is the cross-entropy's at that
 factor (the factor is optimal, so its own change contributes nothing to first order), whose component along the
-scores themselves vanishes.
+scores themselves vanishes. ``top`` measures the cross-entropy of the true tail among itself and its
+``TOP_CANDIDATES`` highest-scoring rivals: how the ranks at the top move, which MRR is made of, while the mass the
+student spreads over the thousands of entities below them, which a flat teacher's soft labels reshape, counts for
+nothing.
 """
 
 from __future__ import annotations
@@ -15,14 +18,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-HELDOUT_LOSSES = ("cross-entropy", "calibrated")
+HELDOUT_LOSSES = ("cross-entropy", "calibrated", "top")
 FACTOR_RANGE = (0.1, 10.0)  # a student that ranks no better than chance would be scaled to nothing
+TOP_CANDIDATES = 20  # the ``top`` loss's rivals of the true tail: the ranks MRR and Hits@10 are made of
 
 
 def heldout_loss(scores: torch.Tensor, targets: torch.Tensor, kind: str = "cross-entropy") -> torch.Tensor:
     """The mean held-out loss of scores [H, E] for true tails [H], as ``kind`` (one of ``HELDOUT_LOSSES``)."""
     if kind == "calibrated":
         scores = scores * calibration_factor(scores.detach(), targets)
+    elif kind == "top":
+        scores, targets = top_candidates(scores, targets), torch.zeros_like(targets)
     elif kind != "cross-entropy":
         raise ValueError(f"unknown held-out loss {kind!r}; known: {', '.join(HELDOUT_LOSSES)}")
     return F.cross_entropy(scores, targets)
@@ -50,3 +56,10 @@ def calibration_factor(scores: torch.Tensor, targets: torch.Tensor, iterations: 
         if converged:
             break
     return factor
+
+
+def top_candidates(scores: torch.Tensor, targets: torch.Tensor, rivals: int = TOP_CANDIDATES) -> torch.Tensor:
+    """[H, 1 + rivals] each query's score of its true tail, then those of the ``rivals`` highest-scoring other
+    entities (unfiltered: the filter would read test answers)."""
+    others = scores.detach().scatter(1, targets[:, None], float("-inf"))
+    return torch.cat([scores.gather(1, targets[:, None]), scores.gather(1, others.topk(rivals, dim=-1).indices)], 1)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from dsom_env.env import TeacherCombinationEnv
-from dsom_env.heldout import FACTOR_RANGE, calibration_factor, heldout_loss
+from dsom_env.heldout import FACTOR_RANGE, TOP_CANDIDATES, calibration_factor, heldout_loss
 
 
 def over_confident_scores() -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,7 +59,28 @@ def test_unknown_or_misplaced_heldout_losses_are_refused():
     scores, targets = over_confident_scores()
     with pytest.raises(ValueError, match="calibrated"):
         heldout_loss(scores, targets, "ranked")
-    with pytest.raises(ValueError, match="known: cross-entropy, calibrated"):
+    with pytest.raises(ValueError, match="known: cross-entropy, calibrated, top"):
         TeacherCombinationEnv(heldout_loss="ranked")
     with pytest.raises(ValueError, match="needs reward_mode='credit'"):
         TeacherCombinationEnv(heldout_loss="calibrated", reward_mode="improvement")
+
+
+def test_the_top_loss_is_the_cross_entropy_among_the_true_tail_and_its_highest_rivals():
+    scores, targets = over_confident_scores()
+    by_hand = []
+    for row, target in zip(scores, targets.tolist()):
+        rivals = sorted((score for entity, score in enumerate(row.tolist()) if entity != target), reverse=True)
+        candidates = torch.tensor([row[target].item(), *rivals[:TOP_CANDIDATES]], dtype=torch.float64)
+        by_hand.append(-torch.log_softmax(candidates, 0)[0])
+    torch.testing.assert_close(heldout_loss(scores, targets, "top"), torch.stack(by_hand).mean())
+
+
+def test_the_top_loss_ignores_the_entities_below_the_top():
+    scores, targets = over_confident_scores()
+    scores = scores / 3  # less confident: the bulk holds much of the mass
+    threshold = scores.topk(TOP_CANDIDATES + 1, dim=-1).values[:, -1:]
+    below = scores < threshold
+    below[torch.arange(len(targets)), targets] = False
+    raised = torch.where(below, threshold - 0.5, scores)  # the bulk raised to just below the top, the top left alone
+    torch.testing.assert_close(heldout_loss(raised, targets, "top"), heldout_loss(scores, targets, "top"))
+    assert heldout_loss(raised, targets) - heldout_loss(scores, targets) > 0.5
