@@ -56,6 +56,8 @@ class TeacherCombinationEnv(gym.Env):
       gradient (as in learning to reweight examples, Ren et al., 2018), measured along the step the optimiser takes,
       whose factor c per coordinate is ``students.train.step_scale`` (Adagrad: lr over the root of its accumulated
       squared gradients). 0 for a query without teachers, negative for a choice that hurts.
+    ``heldout_loss`` chooses what the held-out batch measures (``dsom_env.heldout``): its cross-entropy, the
+    cross-entropy after temperature scaling, or that of the true tail among its highest-scoring rivals.
     Held-out batches come from ``heldout_split``: ``valid`` (default) or ``train`` (other training queries). The
     teachers have fitted the training queries, so on ``train`` a teacher that memorised them looks helpful
     everywhere; ``valid`` measures what transfers, at the price of the valid split also steering training (test
@@ -102,8 +104,9 @@ class TeacherCombinationEnv(gym.Env):
     :param heldout_size: queries per held-out batch (default: ``batch_size``); larger batches make the rewards less
         noisy at the cost of one student forward and backward over them per step.
     :param heldout_loss: what the ``credit`` reward's held-out batch measures (``dsom_env.heldout``): its
-        ``cross-entropy``, or ``calibrated``, the cross-entropy after temperature scaling, which a choice cannot
-        lower by merely making the student less confident.
+        ``cross-entropy``; ``calibrated``, the cross-entropy after temperature scaling, which a choice cannot lower
+        by merely making the student less confident; or ``top``, the cross-entropy of the true tail among its
+        highest-scoring rivals only.
     :param teacher_credits: with the ``credit`` reward, also report ``info["subset_credits"]`` and
         ``info["teacher_credits"]`` (in closed form: one softmax and one dot product per teacher and step).
     :param eval_every: steps between valid evaluations (0: never).
