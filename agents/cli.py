@@ -220,7 +220,8 @@ def _dsom_train(args: argparse.Namespace) -> int:
         known = sorted(env_id for env_id in gym.registry if env_id.startswith("DSoM-"))
         raise ValueError(f"unknown env {args.env!r}; known: {', '.join(known)}")
     options = {"batch_size": args.batch_size, "reward_mode": args.reward_mode, "heldout_split": args.heldout_split,
-               "heldout_loss": args.heldout_loss, "teachers": _names(args.teachers), "data_dir": args.data_dir, "cache_dir": args.cache_dir}
+               "heldout_loss": args.heldout_loss, "teachers": _names(args.teachers), "data_dir": args.data_dir,
+               "cache_dir": args.cache_dir}
     env_kwargs = {key: value for key, value in options.items() if value is not None}
     if args.device != "cpu":
         env_kwargs["device"] = args.device

@@ -33,27 +33,17 @@ from agents.reinforce import subset_advantages, teachers_baseline
 from dsom_env.cache import atomic_write_text
 from dsom_env.heldout import HELDOUT_LOSSES
 from dsom_env.credits import subset_index
+from dsom_env.env import TeacherCombinationEnv
 from students.evaluate import evaluate
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="DSoM-MKGW-v0", help="a registered benchmark env")
-    parser.add_argument("--student-run", required=True, help="a plain `dsom student train` run folder")
-    parser.add_argument("--warmup", type=int, default=20, help="steps with every teacher before the fresh probe")
+    parser = probe_parser(__doc__.splitlines()[0], "reward_alignment")
     parser.add_argument("--steps", type=int, default=10, help="steps per choice")
     parser.add_argument("--heldout", type=int, default=4000, help="valid queries whose cross-entropy is tracked")
-    parser.add_argument("--data-dir", default=None, help="folder holding the dataset (default: $DSOM_DATA_DIR)")
-    parser.add_argument("--cache-dir", default=None, help="features and teachers (default: $DSOM_CACHE_DIR)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--heldout-loss", default="cross-entropy", choices=HELDOUT_LOSSES,
-                        help="what the credit's held-out batch measures (the env's heldout_loss)")
-    parser.add_argument("--output", default=None,
-                        help="default: benchmarks/results/reward_alignment_ENV[_HELDOUTLOSS].json (the loss unless the default)")
     args = parser.parse_args()
 
-    env = gym.make(args.env, data_dir=args.data_dir, cache_dir=args.cache_dir, device=args.device,
-                   teacher_credits=True, heldout_loss=args.heldout_loss).unwrapped
+    env = probe_env(args)
     valid = env.dataset.queries("valid").to(env.device)
     heldout = valid[torch.randperm(len(valid), generator=torch.Generator().manual_seed(0))[:args.heldout]]
     probes = probe_students(env, args.student_run, args.warmup)
@@ -74,6 +64,29 @@ def main() -> None:
                   f"{row['valid_mrr_after']:>17.2f}")
     atomic_write_text(json.dumps(report, indent=2) + "\n",
                       args.output or results_path("reward_alignment", args))
+
+
+def probe_parser(description: str, name: str) -> argparse.ArgumentParser:
+    """The arguments of the benchmarks that probe a fresh and a trained student: the env, the students, the data,
+    the held-out loss and the output."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--env", default="DSoM-MKGW-v0", help="a registered benchmark env")
+    parser.add_argument("--student-run", required=True, help="a plain `dsom student train` run folder")
+    parser.add_argument("--warmup", type=int, default=20, help="steps with every teacher before the fresh probe")
+    parser.add_argument("--data-dir", default=None, help="folder holding the dataset (default: $DSOM_DATA_DIR)")
+    parser.add_argument("--cache-dir", default=None, help="features and teachers (default: $DSOM_CACHE_DIR)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--heldout-loss", default="cross-entropy", choices=HELDOUT_LOSSES,
+                        help="what the credit's held-out batch measures (the env's heldout_loss)")
+    parser.add_argument("--output", default=None,
+                        help=f"default: benchmarks/results/{name}_ENV[_HELDOUTLOSS].json (the loss unless the default)")
+    return parser
+
+
+def probe_env(args: argparse.Namespace) -> TeacherCombinationEnv:
+    """The probed env, with the credits of every teacher subset."""
+    return gym.make(args.env, data_dir=args.data_dir, cache_dir=args.cache_dir, device=args.device,
+                    teacher_credits=True, heldout_loss=args.heldout_loss).unwrapped
 
 
 def results_path(name: str, args: argparse.Namespace) -> str:

@@ -17,22 +17,19 @@ credits also move with the student. Writes ``benchmarks/results/selection_headro
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import sys
 from dataclasses import asdict, replace
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 import dsom_env  # noqa: F401  (registers the environments)
 from agents.reinforce import ReinforceAgent, ReinforceConfig, subset_log_probs
 from dsom_env.cache import atomic_write_text
-from dsom_env.heldout import HELDOUT_LOSSES
 from dsom_env.credits import all_subsets, subset_index
-from reward_alignment import probe_students, results_path, start
+from reward_alignment import probe_env, probe_parser, probe_students, results_path, start
 
 ESTIMATORS = {
     "sampled, sign (default)": ReinforceConfig(),
@@ -41,21 +38,11 @@ ESTIMATORS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="DSoM-MKGW-v0", help="a registered benchmark env")
-    parser.add_argument("--student-run", required=True, help="a plain `dsom student train` run folder")
-    parser.add_argument("--warmup", type=int, default=20, help="steps with every teacher before the fresh probe")
+    parser = probe_parser(__doc__.splitlines()[0], "selection_headroom")
     parser.add_argument("--steps", type=int, default=40, help="steps recorded per probe student")
     parser.add_argument("--train-steps", type=int, default=30, help="recorded steps the agents learn from")
     parser.add_argument("--passes", type=int, default=20, help="passes of each agent over its training steps")
     parser.add_argument("--seed", type=int, default=0, help="the agents' seed")
-    parser.add_argument("--data-dir", default=None, help="folder holding the dataset (default: $DSOM_DATA_DIR)")
-    parser.add_argument("--cache-dir", default=None, help="features and teachers (default: $DSOM_CACHE_DIR)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--heldout-loss", default="cross-entropy", choices=HELDOUT_LOSSES,
-                        help="what the credit's held-out batch measures (the env's heldout_loss)")
-    parser.add_argument("--output", default=None,
-                        help="default: benchmarks/results/selection_headroom_ENV[_HELDOUTLOSS].json (the loss unless the default)")
     parser.add_argument("--save-records", default=None, metavar="NPZ",
                         help="also save each probe student's recorded features and credits (studentI_features, "
                         "studentI_credits; I as in the report), to try other agents on them offline")
@@ -63,8 +50,7 @@ def main() -> None:
     if not 0 < args.train_steps < args.steps:
         raise SystemExit(f"--train-steps must be between 1 and --steps - 1 ({args.steps - 1}), got {args.train_steps}")
 
-    env = gym.make(args.env, data_dir=args.data_dir, cache_dir=args.cache_dir, device=args.device,
-                   teacher_credits=True, heldout_loss=args.heldout_loss).unwrapped
+    env = probe_env(args)
     names = [_subset_name(row, env.teacher_names) for row in all_subsets(len(env.teacher_names)).int().tolist()]
     report = {"command": shlex.join(["python", *sys.argv]), "env": args.env,
               "heldout_loss": env.heldout_loss, "steps": args.steps,
