@@ -8,8 +8,9 @@ batch; and with the combined soft labels read from the table that ``StaticDistil
 (what a static student run does). The tables' one-off costs are reported too. ``env.step`` chooses every teacher for
 every query, so it does the distillation step from the logit table (the env needs each teacher's logits to combine
 any subset) and adds the observation and the reward; it is timed for each reward, and for the default ``credit`` also
-with ``teacher_credits`` (the credits of every subset, which REINFORCE's default baseline reads). Each timing is
-the best of ``--repeats`` interleaved rounds of ``--steps`` steps on the same batches.
+with ``teacher_credits`` (the credits of every subset, which REINFORCE's default baseline reads) and with the
+``calibrated`` held-out loss (``dsom_env.heldout``). Each timing is the best of ``--repeats`` interleaved rounds of
+``--steps`` steps on the same batches.
 
     python benchmarks/step_costs.py --data-dir ../shared/datasets
 """
@@ -92,9 +93,11 @@ def main() -> None:
                                         student_rank=args.rank, learning_rate=config.learning_rate,
                                         n3_weight=config.n3_weight, reward_mode=mode, heldout_split="valid")
             for mode in REWARD_MODES}
-    envs["credit_with_subset_credits"] = TeacherCombinationEnv(
-        dataset, teacher_pool=tabulated, batch_size=args.batch_size, student_rank=args.rank,
-        learning_rate=config.learning_rate, n3_weight=config.n3_weight, heldout_split="valid", teacher_credits=True)
+    for name, options in {"credit_with_subset_credits": {"teacher_credits": True},
+                          "credit_calibrated": {"heldout_loss": "calibrated"}}.items():
+        envs[name] = TeacherCombinationEnv(dataset, teacher_pool=tabulated, batch_size=args.batch_size,
+                                           student_rank=args.rank, learning_rate=config.learning_rate,
+                                           n3_weight=config.n3_weight, heldout_split="valid", **options)
     choose_all = np.ones(args.batch_size * len(pool), dtype=np.int8)
     for env in envs.values():
         env.reset(seed=0)  # an MKG-W episode is longer than all the timed steps together

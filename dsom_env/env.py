@@ -15,7 +15,7 @@ from gymnasium import spaces
 from torch.nn import functional as F
 
 from dsom_env.credits import subset_credits
-from dsom_env.heldout import HELDOUT_LOSSES, heldout_loss
+from dsom_env.heldout import HELDOUT_LOSSES, calibration_factor, heldout_loss
 from dsom_env.data import SYNTHETIC, KGDataset, dataset_by_name
 from dsom_env.teachers import TeacherPool, missing_teachers
 from students.distill import DistillConfig, row_dot, distillation_loss
@@ -214,7 +214,7 @@ class TeacherCombinationEnv(gym.Env):
             self.optimizer = OPTIMIZERS[self.student_config.optimizer](self.student.parameters(),
                                                                        lr=self.student_config.learning_rate)
             self.generator = torch.Generator().manual_seed(student_seed)
-            self.steps_done, self.drop_baseline = 0, 0.0
+            self.steps_done, self.drop_baseline, self.calibration = 0, 0.0, 1.0
             self.best_student_state, self.best_valid_mrr = None, float("-inf")
         order = torch.randperm(len(self.train_queries), generator=self.generator).to(self.device)
         self.batches = [b for b in order.split(self.batch_size) if len(b) == self.batch_size]
@@ -372,7 +372,11 @@ class TeacherCombinationEnv(gym.Env):
         optimiser is about to take (``students.train.step_scale``: Adagrad divides by the root of its accumulated
         squares). Call it between the step's backward and ``optimizer.step()``: c depends on the step's gradient."""
         heldout = self._heldout_batch()
-        loss = heldout_loss(self.student(heldout), heldout[:, 2], self.heldout_loss)
+        scores, factor = self.student(heldout), None
+        if self.heldout_loss == "calibrated":
+            factor = calibration_factor(scores.detach(), heldout[:, 2], start=self.calibration)
+            self.calibration = factor.item()
+        loss = heldout_loss(scores, heldout[:, 2], self.heldout_loss, factor)
         weights = [self.student.entity.weight, self.student.relation.weight]
         heldout_grads = torch.autograd.grad(loss, weights)
         with torch.no_grad():

@@ -23,10 +23,13 @@ FACTOR_RANGE = (0.1, 10.0)  # a student that ranks no better than chance would b
 TOP_CANDIDATES = 20  # the ``top`` loss's rivals of the true tail: the ranks MRR and Hits@10 are made of
 
 
-def heldout_loss(scores: torch.Tensor, targets: torch.Tensor, kind: str = "cross-entropy") -> torch.Tensor:
-    """The mean held-out loss of scores [H, E] for true tails [H], as ``kind`` (one of ``HELDOUT_LOSSES``)."""
+def heldout_loss(scores: torch.Tensor, targets: torch.Tensor, kind: str = "cross-entropy",
+                 factor: torch.Tensor | None = None) -> torch.Tensor:
+    """The mean held-out loss of scores [H, E] for true tails [H], as ``kind`` (one of ``HELDOUT_LOSSES``).
+
+    :param factor: the ``calibrated`` loss's factor when the caller has found it (``calibration_factor``)."""
     if kind == "calibrated":
-        scores = scores * calibration_factor(scores.detach(), targets)
+        scores = scores * (calibration_factor(scores.detach(), targets) if factor is None else factor)
     elif kind == "top":
         scores, targets = top_candidates(scores, targets), torch.zeros_like(targets)
     elif kind != "cross-entropy":
@@ -35,14 +38,17 @@ def heldout_loss(scores: torch.Tensor, targets: torch.Tensor, kind: str = "cross
 
 
 @torch.no_grad()
-def calibration_factor(scores: torch.Tensor, targets: torch.Tensor, iterations: int = 20) -> torch.Tensor:
-    """The factor a in ``FACTOR_RANGE`` that minimises the mean cross-entropy of ``a * scores``, by Newton's method.
+def calibration_factor(scores: torch.Tensor, targets: torch.Tensor, start: float = 1.0, iterations: int = 20
+                       ) -> torch.Tensor:
+    """The factor a in ``FACTOR_RANGE`` that minimises the mean cross-entropy of ``a * scores``, by Newton's method
+    from ``start``.
 
     The cross-entropy is convex in a, with derivative ``mean_i(E_p[s_i] - s_i,t)`` and second derivative
     ``mean_i(Var_p[s_i])`` under p = softmax(a s_i); a Newton step never more than halves a. Scores that carry no
-    ranking (a fresh student's) have their minimum at a = 0, hence the range."""
+    ranking (a fresh student's) have their minimum at a = 0, hence the range. Each iteration is a softmax over all
+    the scores: a student's factor drifts slowly, so starting from the previous one spares most of them."""
     rows = torch.arange(len(scores), device=scores.device)
-    factor = torch.ones((), dtype=scores.dtype, device=scores.device)
+    factor = torch.tensor(start, dtype=scores.dtype, device=scores.device).clamp(*FACTOR_RANGE)
     for _ in range(iterations):
         probs = torch.softmax(factor * scores, dim=-1)
         mean = (probs * scores).sum(-1)

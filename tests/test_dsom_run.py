@@ -20,16 +20,20 @@ from agents.sb3 import load_agent
 from dsom_env.env import TeacherCombinationEnv
 
 
-def config(planted_cache, agent="reinforce", episodes=2, patience=5):
-    env_kwargs = {"batch_size": 256, "cache_dir": str(planted_cache), "progress": False}
+def config(planted_cache, agent="reinforce", episodes=2, patience=5, **env_options):
+    env_kwargs = {"batch_size": 256, "cache_dir": str(planted_cache), "progress": False, **env_options}
     return RunConfig("DSoM-Synthetic-v0", agent, seed=3, episodes=episodes, patience=patience, env_kwargs=env_kwargs)
 
 
-def test_an_interrupted_run_resumes_to_the_uninterrupted_result(planted_cache, tmp_path):
-    straight = run_dsom(config(planted_cache, episodes=4, patience=1), tmp_path / "straight", progress=False)
-    run_dsom(config(planted_cache, episodes=1, patience=1), tmp_path / "resumed", progress=False)
+@pytest.mark.parametrize("heldout_loss", ["cross-entropy", "calibrated"])  # calibrated: warm-started per step
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(planted_cache, tmp_path, heldout_loss):
+    straight = run_dsom(config(planted_cache, episodes=4, patience=1, heldout_loss=heldout_loss),
+                        tmp_path / "straight", progress=False)
+    run_dsom(config(planted_cache, episodes=1, patience=1, heldout_loss=heldout_loss), tmp_path / "resumed",
+             progress=False)
     (tmp_path / "resumed" / "results.json").unlink()  # as if stopped after the first episode's checkpoint
-    resumed = run_dsom(config(planted_cache, episodes=4, patience=1), tmp_path / "resumed", progress=False)
+    resumed = run_dsom(config(planted_cache, episodes=4, patience=1, heldout_loss=heldout_loss),
+                       tmp_path / "resumed", progress=False)
 
     assert [h["valid_mrr"] for h in resumed["history"]] == [h["valid_mrr"] for h in straight["history"]]
     assert [h["mean_reward"] for h in resumed["history"]] == [h["mean_reward"] for h in straight["history"]]

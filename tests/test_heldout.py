@@ -28,6 +28,15 @@ def test_the_calibration_factor_minimises_the_cross_entropy_over_a_grid():
     assert abs(factor - grid[on_grid.argmin()]) < 2e-3
 
 
+@pytest.mark.parametrize("start", [0.1, 0.3, 5.0])
+def test_the_factor_does_not_depend_on_where_the_search_starts_and_one_step_confirms_the_optimum(start):
+    scores, targets = over_confident_scores()
+    factor = calibration_factor(scores, targets)
+    torch.testing.assert_close(calibration_factor(scores, targets, start=start), factor)
+    torch.testing.assert_close(calibration_factor(scores, targets, start=factor.item(), iterations=1), factor)
+    assert abs(calibration_factor(scores, targets, start=start, iterations=1) - factor) > 1e-3
+
+
 def test_scores_that_rank_no_better_than_chance_get_the_smallest_factor():
     generator = torch.Generator().manual_seed(1)
     scores = torch.randn(64, 200, generator=generator, dtype=torch.float64)
