@@ -3,7 +3,11 @@
 Trains the dataset's missing teachers (cached); picks the distillation weights on valid MRR with the first seed among
 a small grid (``--grid``), or takes them from the command line (``--tau`` ...); then trains, for each seed, a plain
 ComplEx student and one distilled from every teacher with the same configuration and budget. Each run checkpoints
-under ``--run-dir`` and a finished run is read back, not retrained, so the benchmark resumes. Writes the teachers'
+under ``--run-dir`` and a finished run is read back, not retrained, so the benchmark resumes. ``--recorded FILE``
+also reads back the runs an earlier output file holds (same student configuration, device and teacher names) when
+their run folders are gone: a benchmark spread over machines that keep only the results. Its teachers may be another
+training of the same configurations, so the report marks those rows ``recorded`` and keeps that file's teacher
+metrics (``recorded_from``) beside the current ones. Writes the teachers'
 metrics, the grid, each run's valid and test metrics and training time (its epochs' seconds, over every session that
 worked on it) and the mean and spread of test MRR to ``benchmarks/results/distill_<dataset>.json``, after every seed
 (``complete`` says whether all seeds are in). Test metrics never choose anything.
@@ -58,15 +62,28 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--run-dir", default=None, help="default: benchmarks/runs/distill_DATASET")
     parser.add_argument("--output", default=None, help="default: benchmarks/results/distill_DATASET.json")
+    parser.add_argument("--recorded", default=None,
+                        help="an earlier output file (a copy: the output is rewritten) whose runs are read back")
     args = parser.parse_args()
 
     started = time.perf_counter()
     dataset = dataset_by_name(args.dataset, args.data_dir)
     run_dir = Path(args.run_dir or f"benchmarks/runs/distill_{args.dataset}")
     teachers = train_teachers(dataset, teacher_zoo(dataset, args.data_dir), args.data_dir, args.cache_dir, args.device)
+    base = TrainConfig(seed=args.seeds[0])
+    output = args.output or f"benchmarks/results/distill_{args.dataset}.json"
+    recorded_report = None if args.recorded is None else json.loads(Path(args.recorded).read_text())
+    recorded = {} if recorded_report is None else _recorded_runs(recorded_report, args.recorded, _settings(base),
+                                                                 args.device, teachers)
 
     def run(name: str, config: TrainConfig, distill: DistillConfig | None) -> dict:
         results_file = run_dir / name / "results.json"
+        key = _run_key(config.seed, config.n3_weight, None if distill is None else asdict(distill))
+        if key in recorded and not results_file.is_file():
+            row = {**recorded[key], "recorded": True}
+            print(f"{name}: recorded in {args.recorded}: valid MRR {row['valid']['mrr']:.2f}, test MRR "
+                  f"{row['test']['mrr']:.2f}", flush=True)
+            return row
         if results_file.is_file():
             results = json.loads(results_file.read_text())
         else:
@@ -79,7 +96,6 @@ def main() -> None:
                 "epochs_run": results["epochs_run"],
                 "train_seconds": sum(record["seconds"] for record in results["history"])}
 
-    base = TrainConfig(seed=args.seeds[0])
     distill = DistillConfig(args.tau, args.alpha, args.beta, args.gamma)
     student = replace(base, n3_weight=args.n3_weight)
     grid = []
@@ -91,7 +107,6 @@ def main() -> None:
         best = max(grid, key=lambda row: row["valid"]["mrr"])
         distill, student = DistillConfig(**best["distill"]), replace(base, n3_weight=best["n3_weight"])
 
-    output = args.output or f"benchmarks/results/distill_{args.dataset}.json"
     runs: dict[str, list[dict]] = {"plain": [], "all_teachers": []}
     for seed in args.seeds:
         runs["plain"].append(run(f"plain-seed{seed}", replace(base, seed=seed), None))
@@ -106,11 +121,14 @@ def main() -> None:
             "seeds_finished": [row["seed"] for row in runs["plain"]],
             "complete": len(runs["plain"]) == len(args.seeds),
             "wall_seconds_this_session": time.perf_counter() - started,
-            "student_config": {k: v for k, v in asdict(base).items() if k != "seed"},
+            "student_config": _settings(base),
             "distill_chosen": {**asdict(distill), "n3_weight": student.n3_weight,
                                "chosen_by": "valid MRR of seed %d over the grid" % args.seeds[0] if args.grid
                                else "given"},
             "teachers": teachers,
+            "recorded_from": None if recorded_report is None else {
+                "file": args.recorded, "teachers": [{k: row[k] for k in ("teacher", "valid", "test")}
+                                                    for row in recorded_report["teachers"]]},
             "grid": grid,
             "runs": runs,
             "test_mrr": summary,
@@ -121,6 +139,28 @@ def main() -> None:
         print(f"teacher {row['teacher']:<14} valid MRR {row['valid']['mrr']:.2f}  test MRR {row['test']['mrr']:.2f}")
     print(f"test MRR over seeds {args.seeds}: plain {summary['plain']['mean']:.2f} ± {summary['plain']['std']:.2f}, "
           f"all teachers {summary['all_teachers']['mean']:.2f} ± {summary['all_teachers']['std']:.2f}")
+
+
+def _settings(config: TrainConfig) -> dict:
+    """The student configuration shared by every run of the benchmark (all but the seed)."""
+    return {k: v for k, v in asdict(config).items() if k != "seed"}
+
+
+def _run_key(seed: int, n3_weight: float, distill: dict | None) -> str:
+    return json.dumps([seed, n3_weight, distill], sort_keys=True)
+
+
+def _recorded_runs(report: dict, path: str, settings: dict, device: str, teachers: list[dict]) -> dict[str, dict]:
+    """The runs of an earlier output ``report`` (read from ``path``), by ``_run_key``; an error unless it used the same
+    student settings, device and teacher names."""
+
+    def names(rows: list[dict]) -> list[str]:
+        return [row["teacher"] for row in rows]
+
+    if (report["student_config"], report["device"], names(report["teachers"])) != (settings, device, names(teachers)):
+        raise SystemExit(f"--recorded {path}: its runs used another student configuration, device or teachers")
+    rows = [*report["grid"], *(row for variant in report["runs"].values() for row in variant)]
+    return {_run_key(row["seed"], row["n3_weight"], row["distill"]): row for row in rows}
 
 
 def _change(distill: DistillConfig, student: TrainConfig) -> dict:
