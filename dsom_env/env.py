@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import gymnasium as gym
@@ -430,3 +430,14 @@ class TeacherCombinationEnv(gym.Env):
             self.best_valid_mrr = metrics["mrr"]
             self.best_student_state = {k: v.detach().clone() for k, v in self.student.state_dict().items()}
         return metrics
+
+
+def benchmark_env(dataset: str | KGDataset, **kwargs: Any) -> TeacherCombinationEnv:
+    """The env of a benchmark dataset (``gym.make("DSoM-MKGW-v0")``). Unless ``kwargs`` say otherwise, its student is
+    the plain ComplEx configuration tuned on MKG-W valid (``TrainConfig``'s defaults,
+    ``benchmarks/results/complex_mkgw.json``), distilled with the weights chosen on MKG-W valid (``DistillConfig``'s
+    defaults, ``benchmarks/distill_benchmark.py --grid``)."""
+    student = TrainConfig()
+    defaults = {"student_rank": student.rank, "batch_size": student.batch_size, "n3_weight": student.n3_weight,
+                "learning_rate": student.learning_rate, **asdict(DistillConfig())}
+    return TeacherCombinationEnv(dataset, **{**defaults, **kwargs})
