@@ -99,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     dsom.add_argument("--heldout-split", default=None, help="train or valid (default: the env's)")
     dsom.add_argument("--heldout-loss", default=None, choices=HELDOUT_LOSSES,
                       help="what the credit reward's held-out batch measures (default: the env's, cross-entropy)")
+    dsom.add_argument("--credit-midpoint", action="store_true",
+                      help="take the credit reward's held-out gradient at the middle of the student's step "
+                           "(second-order accurate) instead of at its start")
     dsom.add_argument("--reinforce-baseline", choices=BASELINES, default=ReinforceConfig.baseline,
                       help="what REINFORCE compares a query's reward with: the credits of each teacher alone and of "
                            "none (needs the credit reward), or a running mean (default: %(default)s)")
@@ -227,6 +230,8 @@ def _dsom_train(args: argparse.Namespace) -> int:
         env_kwargs["device"] = args.device
     if args.no_teacher_table:
         env_kwargs["tabulate_teachers"] = False
+    if args.credit_midpoint:
+        env_kwargs["credit_midpoint"] = True
     config = RunConfig(args.env, args.agent, args.seed, args.episodes, args.patience, env_kwargs,
                        ReinforceConfig(advantage=args.reinforce_advantage, baseline=args.reinforce_baseline,
                                        estimator=args.reinforce_estimator))

@@ -68,7 +68,7 @@ def main() -> None:
 
 def probe_parser(description: str, name: str) -> argparse.ArgumentParser:
     """The arguments of the benchmarks that probe a fresh and a trained student: the env, the students, the data,
-    the held-out loss and the output."""
+    the held-out loss, where its gradient is taken and the output."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--env", default="DSoM-MKGW-v0", help="a registered benchmark env")
     parser.add_argument("--student-run", required=True, help="a plain `dsom student train` run folder")
@@ -78,20 +78,25 @@ def probe_parser(description: str, name: str) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--heldout-loss", default="cross-entropy", choices=HELDOUT_LOSSES,
                         help="what the credit's held-out batch measures (the env's heldout_loss)")
-    parser.add_argument("--output", default=None,
-                        help=f"default: benchmarks/results/{name}_ENV[_HELDOUTLOSS].json (the loss unless the default)")
+    parser.add_argument("--credit-midpoint", action="store_true",
+                        help="the held-out gradient at the middle of the step (the env's credit_midpoint)")
+    parser.add_argument("--output", default=None, help=f"default: benchmarks/results/{name}_ENV[_HELDOUTLOSS]"
+                                                       "[_midpoint].json (the loss unless the default)")
     return parser
 
 
 def probe_env(args: argparse.Namespace) -> TeacherCombinationEnv:
     """The probed env, with the credits of every teacher subset."""
     return gym.make(args.env, data_dir=args.data_dir, cache_dir=args.cache_dir, device=args.device,
-                    teacher_credits=True, heldout_loss=args.heldout_loss).unwrapped
+                    teacher_credits=True, heldout_loss=args.heldout_loss,
+                    credit_midpoint=args.credit_midpoint).unwrapped
 
 
 def results_path(name: str, args: argparse.Namespace) -> str:
-    """``benchmarks/results/NAME_ENV[_HELDOUTLOSS].json``: the held-out loss is named unless it is the default."""
-    suffix = "" if args.heldout_loss == "cross-entropy" else f"_{args.heldout_loss}"
+    """``benchmarks/results/NAME_ENV[_HELDOUTLOSS][_midpoint].json``: the held-out loss is named unless it is the
+    default."""
+    suffix = ("" if args.heldout_loss == "cross-entropy" else f"_{args.heldout_loss}") + (
+        "_midpoint" if args.credit_midpoint else "")
     return f"benchmarks/results/{name}_{args.env}{suffix}.json"
 
 

@@ -53,7 +53,7 @@ def main() -> None:
     env = probe_env(args)
     names = [_subset_name(row, env.teacher_names) for row in all_subsets(len(env.teacher_names)).int().tolist()]
     report = {"command": shlex.join(["python", *sys.argv]), "env": args.env,
-              "heldout_loss": env.heldout_loss, "steps": args.steps,
+              "heldout_loss": env.heldout_loss, "credit_midpoint": env.credit_midpoint, "steps": args.steps,
               "train_steps": args.train_steps, "passes": args.passes, "batch_size": env.batch_size,
               "subsets": names, "students": []}
     records = {}

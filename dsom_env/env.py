@@ -58,6 +58,12 @@ class TeacherCombinationEnv(gym.Env):
       squared gradients). 0 for a query without teachers, negative for a choice that hurts.
     ``heldout_loss`` chooses what the held-out batch measures (``dsom_env.heldout``): its cross-entropy, the
     cross-entropy after temperature scaling, or that of the true tail among its highest-scoring rivals.
+    ``credit_midpoint`` takes the held-out gradient at the middle of the step, ``theta + step / 2``, instead of at its
+    start: for a quadratic loss ``L(theta + step) - L(theta) = step . grad L(theta + step / 2)`` exactly, so the
+    queries' shares then add up to the realised change up to third-order terms, the curvature along the whole step
+    included. A first-order credit overrates a choice whose large step is only loosely aligned with the held-out
+    gradient: on MKG-W it rated the text teacher alone 2.2 times as high as all three teachers for a trained student,
+    while the step it takes lowered the held-out cross-entropy no more than all three's did.
     Held-out batches come from ``heldout_split``: ``valid`` (default) or ``train`` (other training queries). The
     teachers have fitted the training queries, so on ``train`` a teacher that memorised them looks helpful
     everywhere; ``valid`` measures what transfers, at the price of the valid split also steering training (test
@@ -109,6 +115,8 @@ class TeacherCombinationEnv(gym.Env):
         highest-scoring rivals only.
     :param teacher_credits: with the ``credit`` reward, also report ``info["subset_credits"]`` and
         ``info["teacher_credits"]`` (in closed form: one softmax and one dot product per teacher and step).
+    :param credit_midpoint: with the ``credit`` reward, take the held-out gradient at the middle of the student's
+        step (second-order accurate; costs a copy of the weights).
     :param eval_every: steps between valid evaluations (0: never).
     :param data_dir, cache_dir: where the data is and where features and teachers are cached.
     :param synthetic_seed: seed of the synthetic KG.
@@ -142,6 +150,7 @@ class TeacherCombinationEnv(gym.Env):
         heldout_size: int | None = None,
         heldout_loss: str = "cross-entropy",
         teacher_credits: bool = False,
+        credit_midpoint: bool = False,
         eval_every: int = 0,
         data_dir: str | os.PathLike | None = None,
         cache_dir: str | os.PathLike | None = None,
@@ -160,6 +169,8 @@ class TeacherCombinationEnv(gym.Env):
             raise ValueError(f"unknown heldout_loss {heldout_loss!r}; known: {', '.join(HELDOUT_LOSSES)}")
         if heldout_loss != "cross-entropy" and reward_mode != "credit":
             raise ValueError(f"heldout_loss={heldout_loss!r} needs reward_mode='credit', got {reward_mode!r}")
+        if credit_midpoint and reward_mode != "credit":
+            raise ValueError(f"credit_midpoint needs reward_mode='credit', got {reward_mode!r}")
         if heldout_split not in ("train", "valid"):
             raise ValueError(f"heldout_split must be 'train' or 'valid', got {heldout_split!r}")
         if batch_size < 1:
@@ -177,7 +188,7 @@ class TeacherCombinationEnv(gym.Env):
             print(f"{self.dataset.name}: teachers {', '.join(self.teacher_names)}; without " + "; ".join(
                 f"{name} ({reason})" for name, reason in self.missing_teachers.items()))
         self.batch_size, self.reward_mode, self.eval_every = batch_size, reward_mode, eval_every
-        self.teacher_credits, self.heldout_loss = teacher_credits, heldout_loss
+        self.teacher_credits, self.heldout_loss, self.credit_midpoint = teacher_credits, heldout_loss, credit_midpoint
         self.student_config = TrainConfig(rank=student_rank, learning_rate=learning_rate, optimizer=optimizer,
                                           n3_weight=n3_weight, batch_size=batch_size)
         self.distill = DistillConfig(tau=tau, alpha=alpha, beta=beta, gamma=gamma)
@@ -370,18 +381,27 @@ class TeacherCombinationEnv(gym.Env):
         """[B, E] how the batch's scores move along the optimiser's step on a fresh held-out batch's loss L
         (``heldout_loss``): the derivative along ``c * grad(L)``, with c the per-coordinate factor of the step the
         optimiser is about to take (``students.train.step_scale``: Adagrad divides by the root of its accumulated
-        squares). Call it between the step's backward and ``optimizer.step()``: c depends on the step's gradient."""
+        squares), and grad(L) taken at the weights or, with ``credit_midpoint``, half a step further. Call it between
+        the step's backward and ``optimizer.step()``: c and the step depend on the step's gradient."""
+        weights = [self.student.entity.weight, self.student.relation.weight]
+        with torch.no_grad():
+            scales = [step_scale(self.optimizer, weight) for weight in weights]
+            start = [weight.clone() for weight in weights] if self.credit_midpoint else None
+            if self.credit_midpoint:
+                for weight, scale in zip(weights, scales):
+                    weight.sub_(0.5 * scale * weight.grad)
         heldout = self._heldout_batch()
         scores, factor = self.student(heldout), None
         if self.heldout_loss == "calibrated":
             factor = calibration_factor(scores.detach(), heldout[:, 2], start=self.calibration)
             self.calibration = factor.item()
         loss = heldout_loss(scores, heldout[:, 2], self.heldout_loss, factor)
-        weights = [self.student.entity.weight, self.student.relation.weight]
         heldout_grads = torch.autograd.grad(loss, weights)
         with torch.no_grad():
-            entity_step, relation_step = (step_scale(self.optimizer, weight) * grad
-                                          for weight, grad in zip(weights, heldout_grads))
+            if self.credit_midpoint:
+                for weight, saved in zip(weights, start):
+                    weight.copy_(saved)
+            entity_step, relation_step = (scale * grad for scale, grad in zip(scales, heldout_grads))
             return self.student.score_change(self.batch, entity_step, relation_step)
 
     @torch.no_grad()

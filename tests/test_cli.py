@@ -52,3 +52,19 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("agents.cli.run_dsom", interrupted)
     assert main(["train", "--env", "DSoM-Synthetic-v0", "--run-dir", str(tmp_path / "run")]) == 130
     assert "run the same command to resume" in capsys.readouterr().err
+
+
+
+def test_train_passes_the_reward_options_to_the_env(tmp_path, monkeypatch):
+    seen = []
+
+    def record(config, *args, **kwargs):  # stops the run once its env options are known
+        seen.append(config.env_kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("agents.cli.run_dsom", record)
+    main(["train", "--env", "DSoM-Synthetic-v0", "--heldout-loss", "calibrated", "--credit-midpoint", "--run-dir",
+          str(tmp_path / "run")])
+    main(["train", "--env", "DSoM-Synthetic-v0", "--run-dir", str(tmp_path / "other")])
+    assert seen[0]["heldout_loss"] == "calibrated" and seen[0]["credit_midpoint"] is True
+    assert "heldout_loss" not in seen[1] and "credit_midpoint" not in seen[1]  # the env's defaults

@@ -116,13 +116,15 @@ def temperature_scaled(scores: torch.Tensor, targets: torch.Tensor) -> tuple[tor
     return scores * low, low
 
 
-@pytest.mark.parametrize("heldout_loss", ["cross-entropy", "calibrated"])
-def test_credit_is_each_querys_first_order_share_of_the_heldout_drop(planted_cache, heldout_loss):
+@pytest.mark.parametrize("heldout_loss, midpoint", [("cross-entropy", False), ("calibrated", False),
+                                                     ("cross-entropy", True), ("calibrated", True)])
+def test_credit_is_each_querys_share_of_the_heldout_drop(planted_cache, heldout_loss, midpoint):
     """Brute force after 30 steps: per query, (c * grad(held-out loss)) . grad(KD_b) / B from its own loss, one query
     at a time, with c Adagrad's step scale lr / (sqrt(S + g^2) + eps) for its accumulated squares S and the whole
-    step's gradient g; the calibrated loss scales the held-out scores by the factor a bisection finds."""
+    step's gradient g; the held-out gradient at the weights or, with the midpoint, at the weights moved by half the
+    step, -c * g / 2; the calibrated loss scales the held-out scores by the factor a bisection finds."""
     env = TeacherCombinationEnv(batch_size=8, reward_mode="credit", heldout_split="valid", heldout_loss=heldout_loss,
-                                cache_dir=planted_cache, progress=False)
+                                credit_midpoint=midpoint, cache_dir=planted_cache, progress=False)
     env.reset(seed=2)
     for _ in range(30):
         env.step(np.ones((8, 3), dtype=np.int8))
@@ -143,11 +145,16 @@ def test_credit_is_each_querys_first_order_share_of_the_heldout_drop(planted_cac
     step_grads = torch.autograd.grad(step_loss + env.student_config.n3_weight * student.n3(batch), parameters)
     eps = env.optimizer.defaults["eps"]
     scales = [env.student_config.learning_rate / ((s + g**2).sqrt() + eps) for s, g in zip(squares, step_grads)]
-    heldout_scores = student(heldout)
+    at_heldout = copy.deepcopy(student)
+    if midpoint:
+        with torch.no_grad():
+            for parameter, scale, grad in zip(at_heldout.parameters(), scales, step_grads):
+                parameter -= 0.5 * scale * grad
+    heldout_scores = at_heldout(heldout)
     if heldout_loss == "calibrated":
         heldout_scores, factor = temperature_scaled(heldout_scores, heldout[:, 2])
         assert FACTOR_RANGE[0] * 1.01 < factor < FACTOR_RANGE[1] / 1.01  # inside: the minimum, not a bound
-    heldout_grads = torch.autograd.grad(F.cross_entropy(heldout_scores, heldout[:, 2]), parameters)
+    heldout_grads = torch.autograd.grad(F.cross_entropy(heldout_scores, heldout[:, 2]), list(at_heldout.parameters()))
     heldout_steps = [c * h for c, h in zip(scales, heldout_grads)]
     expected = []
     for b in range(8):
