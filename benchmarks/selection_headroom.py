@@ -12,7 +12,7 @@ choosing every teacher. An estimator that cannot beat the best fixed subset here
 credits also move with the student. Writes ``benchmarks/results/selection_headroom_<ENV>.json``.
 
     python benchmarks/selection_headroom.py --data-dir ../shared/datasets \\
-        --student-run benchmarks/runs/distill_MKG-W/plain-seed0
+        --student-run benchmarks/runs/plain-MKG-W-14epochs
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch
 import dsom_env  # noqa: F401  (registers the environments)
 from agents.reinforce import ReinforceAgent, ReinforceConfig, subset_log_probs
 from dsom_env.cache import atomic_write_text
-from dsom_env.credits import all_subsets, subset_index
+from dsom_env.credits import subset_index, subset_names
 from reward_alignment import probe_env, probe_parser, probe_students, results_path, start
 
 ESTIMATORS = {
@@ -51,7 +51,7 @@ def main() -> None:
         raise SystemExit(f"--train-steps must be between 1 and --steps - 1 ({args.steps - 1}), got {args.train_steps}")
 
     env = probe_env(args)
-    names = [_subset_name(row, env.teacher_names) for row in all_subsets(len(env.teacher_names)).int().tolist()]
+    names = subset_names(env.teacher_names)
     report = {"command": shlex.join(["python", *sys.argv]), "env": args.env,
               "heldout_loss": env.heldout_loss, "credit_midpoint": env.credit_midpoint, "steps": args.steps,
               "train_steps": args.train_steps, "passes": args.passes, "batch_size": env.batch_size,
@@ -124,11 +124,6 @@ def _score(agent: ReinforceAgent, features: np.ndarray, credits: np.ndarray, uni
     return {"expected": float((pi * flat).sum(1).mean() / unit),
             "most_likely": float(flat[torch.arange(len(flat)), likeliest].mean() / unit),
             "most_likely_shares": dict(zip(names, shares.tolist()))}
-
-
-def _subset_name(row: list[int], teacher_names: list[str]) -> str:
-    chosen = [name for bit, name in zip(row, teacher_names) if bit]
-    return "+".join(chosen) if chosen else "none"
 
 
 if __name__ == "__main__":

@@ -38,6 +38,12 @@ def all_subsets(num_teachers: int, device: torch.device | str = "cpu") -> torch.
     return torch.as_tensor(selections, dtype=torch.float32, device=device)
 
 
+def subset_names(teacher_names: list[str]) -> list[str]:
+    """The 2**K subsets' names in subset order: their teachers joined by "+", or "none"."""
+    selections = combination_to_selection(np.arange(2 ** len(teacher_names)), len(teacher_names))
+    return ["+".join(name for name, chosen in zip(teacher_names, row) if chosen) or "none" for row in selections]
+
+
 def subset_index(selection: torch.Tensor) -> torch.Tensor:
     """[B] the subset number of each row of a [B, K] 0/1 selection."""
     powers = 2 ** torch.arange(selection.shape[-1], device=selection.device)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from dsom_env.credits import all_subsets, subset_credits, subset_index
+from dsom_env.credits import all_subsets, subset_credits, subset_index, subset_names
 from students.distill import DistillConfig, distillation_loss
 
 
@@ -46,3 +46,7 @@ def test_closed_form_credits_match_autograd_for_every_subset(config):
         (grads,) = torch.autograd.grad(kd.sum(), student)
         expected = (grads * score_change).sum(-1) / batch
         torch.testing.assert_close(credits[:, s], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_subsets_are_named_by_their_bits():
+    assert subset_names(["a", "b"]) == ["none", "a", "b", "a+b"]
