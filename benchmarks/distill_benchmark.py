@@ -86,6 +86,9 @@ def main() -> None:
             return row
         if results_file.is_file():
             results = json.loads(results_file.read_text())
+            if results["config"] != asdict(config):
+                raise SystemExit(f"{results_file}: a run of another configuration ({results['config']}); move its "
+                                 "folder away or choose another --run-dir")
         else:
             teacher_names = None if distill is None else ["all"]
             results = run_student(dataset, config, results_file.parent, teacher_names, distill, args.data_dir,
