@@ -26,7 +26,7 @@ import torch
 import dsom_env  # noqa: F401  (registers the environments)
 from dsom_env.cache import atomic_write_text
 from dsom_env.credits import all_subsets, subset_names
-from dsom_env.heldout import calibration_factor, heldout_loss
+from dsom_env.heldout import heldout_loss
 from reward_alignment import probe_env, probe_parser, probe_students, results_path, start
 
 
@@ -53,7 +53,7 @@ def main() -> None:
                     start(env, state)
                     for _ in range(batch):
                         env.step(np.ones((env.batch_size, num_teachers), dtype=np.int8))
-                    heldout = _next_heldout_batch(env)
+                    heldout = env.heldout_batch(torch.Generator().set_state(env.generator.get_state()))
                     before = _heldout_value(env, heldout)
                     info = env.step(np.tile(selection, (env.batch_size, 1)))[4]
                     drops.append(before - _heldout_value(env, heldout))
@@ -72,18 +72,9 @@ def main() -> None:
     atomic_write_text(json.dumps(report, indent=2) + "\n", args.output or results_path("credit_curvature", args))
 
 
-def _next_heldout_batch(env) -> torch.Tensor:
-    """The held-out batch the env's next step draws (its generator state is copied, not advanced)."""
-    generator = torch.Generator().set_state(env.generator.get_state())
-    picks = torch.randint(len(env.heldout_queries), (env.heldout_size,), generator=generator)
-    return env.heldout_queries[picks.to(env.device)]
-
-
 @torch.no_grad()
 def _heldout_value(env, heldout: torch.Tensor) -> float:
-    scores, targets = env.student(heldout), heldout[:, 2]
-    factor = calibration_factor(scores, targets) if env.heldout_loss == "calibrated" else None
-    return heldout_loss(scores, targets, env.heldout_loss, factor).item()
+    return heldout_loss(env.student(heldout), heldout[:, 2], env.heldout_loss).item()
 
 
 if __name__ == "__main__":

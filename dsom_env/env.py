@@ -256,7 +256,7 @@ class TeacherCombinationEnv(gym.Env):
                                          self.distill, self.batch_size)
             self.optimizer.step()
         else:
-            heldout = self._heldout_batch() if self.reward_mode == "heldout" else None
+            heldout = self.heldout_batch() if self.reward_mode == "heldout" else None
             before = self._cross_entropy(batch if heldout is None else heldout, scores if heldout is None else None)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -386,11 +386,12 @@ class TeacherCombinationEnv(gym.Env):
         weights = [self.student.entity.weight, self.student.relation.weight]
         with torch.no_grad():
             scales = [step_scale(self.optimizer, weight) for weight in weights]
-            start = [weight.clone() for weight in weights] if self.credit_midpoint else None
+            start = None
             if self.credit_midpoint:
+                start = [weight.clone() for weight in weights]
                 for weight, scale in zip(weights, scales):
                     weight.sub_(0.5 * scale * weight.grad)
-        heldout = self._heldout_batch()
+        heldout = self.heldout_batch()
         scores, factor = self.student(heldout), None
         if self.heldout_loss == "calibrated":
             factor = calibration_factor(scores.detach(), heldout[:, 2], start=self.calibration)
@@ -431,8 +432,12 @@ class TeacherCombinationEnv(gym.Env):
             scores = self.student(queries)
         return F.cross_entropy(scores.detach(), queries[:, 2], reduction="none")
 
-    def _heldout_batch(self) -> torch.Tensor:
-        picks = torch.randint(len(self.heldout_queries), (self.heldout_size,), generator=self.generator)
+    def heldout_batch(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A held-out batch of ``heldout_size`` queries, drawn with ``generator``: by default the env's own, which this
+        advances; a copy of it (``torch.Generator().set_state(env.generator.get_state())``) gives the batch the next
+        step will draw."""
+        generator = self.generator if generator is None else generator
+        picks = torch.randint(len(self.heldout_queries), (self.heldout_size,), generator=generator)
         return self.heldout_queries[picks.to(self.device)]
 
     def _query_rewards(self, drops: torch.Tensor) -> torch.Tensor:

@@ -54,7 +54,6 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
     assert "run the same command to resume" in capsys.readouterr().err
 
 
-
 def test_train_passes_the_reward_options_to_the_env(tmp_path, monkeypatch):
     seen = []
 
