@@ -107,7 +107,8 @@ def _parser() -> argparse.ArgumentParser:
                            "none (needs the credit reward), or a running mean (default: %(default)s)")
     dsom.add_argument("--reinforce-advantage", choices=ADVANTAGES, default=ReinforceConfig.advantage,
                       help="REINFORCE's advantage: the sign of reward minus baseline, or that difference over the "
-                           "rewards' spread (default: %(default)s)")
+                           "rewards' spread; with --reinforce-estimator all-subsets, each query's credits over their "
+                           "own spread, or over the batch's (default: %(default)s)")
     dsom.add_argument("--reinforce-estimator", choices=ESTIMATORS, default=ReinforceConfig.estimator,
                       help="REINFORCE's policy gradient: from the sampled choices, or the exact expectation over "
                            "every teacher subset's credit (needs the credit reward) (default: %(default)s)")

@@ -15,7 +15,7 @@ from gymnasium import spaces
 from torch.nn import functional as F
 
 from dsom_env.credits import subset_credits
-from dsom_env.heldout import HELDOUT_LOSSES, calibration_factor, heldout_loss
+from dsom_env.heldout import CALIBRATED_LOSSES, HELDOUT_LOSSES, calibration_factor, heldout_loss
 from dsom_env.data import SYNTHETIC, KGDataset, dataset_by_name
 from dsom_env.teachers import TeacherPool, missing_teachers
 from students.distill import DistillConfig, row_dot, distillation_loss
@@ -57,7 +57,8 @@ class TeacherCombinationEnv(gym.Env):
       whose factor c per coordinate is ``students.train.step_scale`` (Adagrad: lr over the root of its accumulated
       squared gradients). 0 for a query without teachers, negative for a choice that hurts.
     ``heldout_loss`` chooses what the held-out batch measures (``dsom_env.heldout``): its cross-entropy, the
-    cross-entropy after temperature scaling, or that of the true tail among its highest-scoring rivals.
+    cross-entropy after temperature scaling, that of the true tail among its highest-scoring rivals, or its smooth
+    reciprocal rank among them.
     ``credit_midpoint`` takes the held-out gradient at the middle of the step, ``theta + step / 2``, instead of at its
     start: for a quadratic loss ``L(theta + step) - L(theta) = step . grad L(theta + step / 2)`` exactly, so the
     queries' shares then add up to the realised change up to third-order terms, the curvature along the whole step
@@ -111,8 +112,9 @@ class TeacherCombinationEnv(gym.Env):
         noisy at the cost of one student forward and backward over them per step.
     :param heldout_loss: what the ``credit`` reward's held-out batch measures (``dsom_env.heldout``): its
         ``cross-entropy``; ``calibrated``, the cross-entropy after temperature scaling, which a choice cannot lower
-        by merely making the student less confident; or ``top``, the cross-entropy of the true tail among its
-        highest-scoring rivals only.
+        by merely making the student less confident; ``top``, the cross-entropy of the true tail among its
+        highest-scoring rivals only; or ``reciprocal-rank``, minus a smooth reciprocal rank among them (MRR made
+        differentiable, at the calibrated temperature).
     :param teacher_credits: with the ``credit`` reward, also report ``info["subset_credits"]`` and
         ``info["teacher_credits"]`` (in closed form: one softmax and one dot product per teacher and step).
     :param credit_midpoint: with the ``credit`` reward, take the held-out gradient at the middle of the student's
@@ -393,7 +395,7 @@ class TeacherCombinationEnv(gym.Env):
                     weight.sub_(0.5 * scale * weight.grad)
         heldout = self.heldout_batch()
         scores, factor = self.student(heldout), None
-        if self.heldout_loss == "calibrated":
+        if self.heldout_loss in CALIBRATED_LOSSES:
             factor = calibration_factor(scores.detach(), heldout[:, 2], start=self.calibration)
             self.calibration = factor.item()
         loss = heldout_loss(scores, heldout[:, 2], self.heldout_loss, factor)

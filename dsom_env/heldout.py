@@ -10,7 +10,12 @@ factor (the factor is optimal, so its own change contributes nothing to first or
 scores themselves vanishes. ``top`` measures the cross-entropy of the true tail among itself and its
 ``TOP_CANDIDATES`` highest-scoring rivals: how the ranks at the top move, which MRR is made of, while the mass the
 student spreads over the thousands of entities below them, which a flat teacher's soft labels reshape, counts for
-nothing.
+nothing. ``reciprocal-rank`` measures minus a smooth reciprocal rank, MRR itself made differentiable: the true tail's
+rank among itself and its ``TOP_CANDIDATES`` highest rivals, each rival counting sigma(a (s_j - s_t)), the chance it
+beats the true tail under the calibrated softmax (``p_j / (p_j + p_t)``). Cross-entropy weighs a query by how badly
+its true tail ranks; MRR, and this loss, by how well: its gradient scales as one over the squared rank. The factor a
+follows the scores (its derivative enters through the implicit function theorem), so the loss, like ``calibrated``,
+cannot be lowered by a rescaling.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-HELDOUT_LOSSES = ("cross-entropy", "calibrated", "top")
+HELDOUT_LOSSES = ("cross-entropy", "calibrated", "top", "reciprocal-rank")
+CALIBRATED_LOSSES = ("calibrated", "reciprocal-rank")  # the losses that read the calibration factor
 FACTOR_RANGE = (0.1, 10.0)  # a student that ranks no better than chance would be scaled to nothing
 TOP_CANDIDATES = 20  # the ``top`` loss's rivals of the true tail: the ranks MRR and Hits@10 are made of
 
@@ -28,8 +34,12 @@ def heldout_loss(scores: torch.Tensor, targets: torch.Tensor, kind: str = "cross
     """The mean held-out loss of scores [H, E] for true tails [H], as ``kind`` (one of ``HELDOUT_LOSSES``).
 
     :param factor: the ``calibrated`` loss's factor when the caller has found it (``calibration_factor``)."""
+    if kind in CALIBRATED_LOSSES and factor is None:
+        factor = calibration_factor(scores.detach(), targets)
     if kind == "calibrated":
-        scores = scores * (calibration_factor(scores.detach(), targets) if factor is None else factor)
+        scores = scores * factor
+    elif kind == "reciprocal-rank":
+        return -smooth_reciprocal_rank(top_candidates(scores, targets), following_factor(scores, targets, factor))
     elif kind == "top":
         scores, targets = top_candidates(scores, targets), torch.zeros_like(targets)
     elif kind != "cross-entropy":
@@ -62,6 +72,29 @@ def calibration_factor(scores: torch.Tensor, targets: torch.Tensor, start: float
         if converged:
             break
     return factor
+
+
+def following_factor(scores: torch.Tensor, targets: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """The calibration factor ``factor`` (found on detached scores) as a differentiable function of ``scores``.
+
+    One Newton step from the optimum: its value is the optimum's, where the slope vanishes, and its derivative is the
+    implicit function theorem's, ``-d(slope)/d(scores) / curvature``. At an edge of ``FACTOR_RANGE`` the factor is
+    pinned and does not follow."""
+    if not FACTOR_RANGE[0] < factor < FACTOR_RANGE[1]:
+        return factor
+    rows = torch.arange(len(scores), device=scores.device)
+    probs = torch.softmax(factor * scores, dim=-1)
+    mean = (probs * scores).sum(-1)
+    slope = (mean - scores[rows, targets]).mean()
+    curvature = (probs * (scores - mean[:, None]) ** 2).sum(-1).mean()
+    return factor - (slope - slope.detach()) / curvature.detach()
+
+
+def smooth_reciprocal_rank(candidates: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """The mean of ``1 / (1 + sum_j sigma(factor (s_j - s_t)))`` over candidates [H, 1 + rivals] whose first column is
+    the true tail's score: each query's reciprocal rank, with every rival counting the chance it ranks higher."""
+    beaten_by = torch.sigmoid(factor * (candidates[:, 1:] - candidates[:, :1])).sum(-1)
+    return (1.0 / (1.0 + beaten_by)).mean()
 
 
 def top_candidates(scores: torch.Tensor, targets: torch.Tensor, rivals: int = TOP_CANDIDATES) -> torch.Tensor:

@@ -18,6 +18,7 @@ import dsom_env  # noqa: F401  (registers the environments)
 from dsom_env.credits import subset_index
 from dsom_env.env import TeacherCombinationEnv
 from dsom_env.heldout import FACTOR_RANGE
+from dsom_env.heldout import heldout_loss as measured_loss
 from dsom_env.teachers import TeacherPool, missing_teachers
 from students.distill import DistillConfig, StaticDistillation, distillation_loss
 from students.complex import ComplEx
@@ -117,12 +118,14 @@ def temperature_scaled(scores: torch.Tensor, targets: torch.Tensor) -> tuple[tor
 
 
 @pytest.mark.parametrize("heldout_loss, midpoint", [("cross-entropy", False), ("calibrated", False),
-                                                     ("cross-entropy", True), ("calibrated", True)])
+                                                     ("cross-entropy", True), ("calibrated", True),
+                                                     ("reciprocal-rank", False)])
 def test_credit_is_each_querys_share_of_the_heldout_drop(planted_cache, heldout_loss, midpoint):
     """Brute force after 30 steps: per query, (c * grad(held-out loss)) . grad(KD_b) / B from its own loss, one query
     at a time, with c Adagrad's step scale lr / (sqrt(S + g^2) + eps) for its accumulated squares S and the whole
     step's gradient g; the held-out gradient at the weights or, with the midpoint, at the weights moved by half the
-    step, -c * g / 2; the calibrated loss scales the held-out scores by the factor a bisection finds."""
+    step, -c * g / 2; the calibrated loss scales the held-out scores by the factor a bisection finds; the
+    reciprocal-rank loss, tested on its own in ``test_heldout``, is taken as it is."""
     env = TeacherCombinationEnv(batch_size=8, reward_mode="credit", heldout_split="valid", heldout_loss=heldout_loss,
                                 credit_midpoint=midpoint, cache_dir=planted_cache, progress=False)
     env.reset(seed=2)
@@ -154,7 +157,9 @@ def test_credit_is_each_querys_share_of_the_heldout_drop(planted_cache, heldout_
     if heldout_loss == "calibrated":
         heldout_scores, factor = temperature_scaled(heldout_scores, heldout[:, 2])
         assert FACTOR_RANGE[0] * 1.01 < factor < FACTOR_RANGE[1] / 1.01  # inside: the minimum, not a bound
-    heldout_grads = torch.autograd.grad(F.cross_entropy(heldout_scores, heldout[:, 2]), list(at_heldout.parameters()))
+    measured = (measured_loss(heldout_scores, heldout[:, 2], heldout_loss) if heldout_loss == "reciprocal-rank"
+                else F.cross_entropy(heldout_scores, heldout[:, 2]))
+    heldout_grads = torch.autograd.grad(measured, list(at_heldout.parameters()))
     heldout_steps = [c * h for c, h in zip(scales, heldout_grads)]
     expected = []
     for b in range(8):

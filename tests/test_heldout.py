@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -68,7 +70,7 @@ def test_unknown_or_misplaced_heldout_losses_are_refused():
     scores, targets = over_confident_scores()
     with pytest.raises(ValueError, match="calibrated"):
         heldout_loss(scores, targets, "ranked")
-    with pytest.raises(ValueError, match="known: cross-entropy, calibrated, top"):
+    with pytest.raises(ValueError, match="known: cross-entropy, calibrated, top, reciprocal-rank"):
         TeacherCombinationEnv(heldout_loss="ranked")
     with pytest.raises(ValueError, match="needs reward_mode='credit'"):
         TeacherCombinationEnv(heldout_loss="calibrated", reward_mode="improvement")
@@ -93,3 +95,46 @@ def test_the_top_loss_ignores_the_entities_below_the_top():
     raised = torch.where(below, threshold - 0.5, scores)  # the bulk raised to just below the top, the top left alone
     torch.testing.assert_close(heldout_loss(raised, targets, "top"), heldout_loss(scores, targets, "top"))
     assert heldout_loss(raised, targets) - heldout_loss(scores, targets) > 0.5
+
+
+def test_the_reciprocal_rank_loss_is_minus_the_mean_of_one_over_a_soft_rank_among_the_top_rivals():
+    scores, targets = over_confident_scores()
+    factor = calibration_factor(scores, targets)
+    by_hand = []
+    for row, target in zip(scores.tolist(), targets.tolist()):
+        rivals = sorted((score for entity, score in enumerate(row) if entity != target), reverse=True)
+        beaten_by = sum(1 / (1 + math.exp(-factor.item() * (rival - row[target]))) for rival in rivals[:TOP_CANDIDATES])
+        by_hand.append(1 / (1 + beaten_by))
+    torch.testing.assert_close(heldout_loss(scores, targets, "reciprocal-rank"),
+                               -torch.tensor(by_hand, dtype=torch.float64).mean())
+
+
+def test_well_separated_scores_give_minus_the_exact_mrr():
+    generator = torch.Generator().manual_seed(2)
+    ranks = torch.randint(1, 6, (64,), generator=generator)
+    scores = -100.0 * torch.arange(200, dtype=torch.float64).repeat(64, 1)  # entity j ranked j + 1, far apart
+    targets = ranks - 1
+    exact_mrr = (1.0 / ranks.double()).mean()
+    loss = heldout_loss(scores, targets, "reciprocal-rank", factor=torch.tensor(1.0, dtype=torch.float64))
+    torch.testing.assert_close(loss, -exact_mrr)
+
+
+@pytest.mark.parametrize("scale", [0.5, 2.0])
+def test_the_reciprocal_rank_loss_ignores_a_rescaling_and_its_gradient_has_no_component_along_the_scores(scale):
+    scores, targets = over_confident_scores()
+    loss = heldout_loss(scores, targets, "reciprocal-rank")
+    torch.testing.assert_close(heldout_loss(scale * scores, targets, "reciprocal-rank"), loss)
+    leaf = scores.clone().requires_grad_()
+    (gradient,) = torch.autograd.grad(heldout_loss(leaf, targets, "reciprocal-rank"), leaf)
+    assert abs(float((gradient * scores).sum())) < 1e-8 * float(gradient.norm() * scores.norm())
+
+
+def test_the_reciprocal_rank_gradient_follows_the_calibration_factor_as_finite_differences_do():
+    scores, targets = over_confident_scores()
+    direction = torch.randn(scores.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    leaf = scores.clone().requires_grad_()
+    (gradient,) = torch.autograd.grad(heldout_loss(leaf, targets, "reciprocal-rank"), leaf)
+    epsilon = 1e-5
+    changed = [heldout_loss(scores + sign * epsilon * direction, targets, "reciprocal-rank") for sign in (1, -1)]
+    torch.testing.assert_close((gradient * direction).sum(), (changed[0] - changed[1]) / (2 * epsilon),
+                               rtol=1e-4, atol=1e-9)

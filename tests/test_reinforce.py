@@ -48,21 +48,23 @@ def test_the_teachers_baseline_learns_the_teacher_whose_credit_beats_the_others(
     assert first > 0.9 and second < 0.1
 
 
-def test_the_all_subsets_estimator_learns_the_best_subset_and_weighs_every_query_the_same():
+@pytest.mark.parametrize("advantage, learned", [("sign", (1, 0)), ("scaled", (0, 1))])
+def test_the_all_subsets_estimator_weighs_every_query_the_same_or_keeps_the_margins(advantage, learned):
     """Two teachers. On 63 queries of 64 the subset {0} earns 1, {1} -1, {0, 1} 0.5 and none 0, plus a per-query
-    offset on every non-empty subset; the last query earns 1000 for {1} alone and -1000 for {0} alone. Each query's
-    credits are scaled by their own spread, so the policy must follow the 63 queries to {0} alone, which the raw
-    expected credit, dominated by the last query, would not."""
+    offset on every non-empty subset; the last query earns 1000 for {1} alone and -1000 for {0} alone. With each
+    query's credits over their own spread (``sign``) the policy must follow the 63 queries to {0} alone; over the
+    batch's spread (``scaled``) it must follow the expected credit, which the last query makes {1} alone."""
     agent = ReinforceAgent(num_features=3, num_teachers=2,
-                           config=ReinforceConfig(learning_rate=0.05, estimator="all-subsets"))
+                           config=ReinforceConfig(learning_rate=0.05, estimator="all-subsets", advantage=advantage))
     observation, rng = np.ones(64 * 3, dtype=np.float32), np.random.default_rng(0)
     for _ in range(80):
         credits = np.array([0.0, 1.0, -1.0, 0.5]) + rng.normal(0, 5, (64, 1)) * np.array([0, 1, 1, 1])
         credits[-1] = [0.0, -1000.0, 1000.0, 0.0]
         agent.update(observation, agent.act(observation), {"subset_credits": credits.astype(np.float32)})
     with torch.no_grad():
-        first, second = agent.policy(torch.ones(1, 3)).probs[0].tolist()
-    assert first > 0.9 and second < 0.1
+        gates = agent.policy(torch.ones(1, 3)).probs[0].tolist()
+    for probability, opened in zip(gates, learned):
+        assert probability > 0.9 if opened else probability < 0.1
 
 
 @pytest.mark.parametrize("config, key", [(ReinforceConfig(), "teacher_credits"),
