@@ -33,7 +33,8 @@ def heldout_loss(scores: torch.Tensor, targets: torch.Tensor, kind: str = "cross
                  factor: torch.Tensor | None = None) -> torch.Tensor:
     """The mean held-out loss of scores [H, E] for true tails [H], as ``kind`` (one of ``HELDOUT_LOSSES``).
 
-    :param factor: the ``calibrated`` loss's factor when the caller has found it (``calibration_factor``)."""
+    :param factor: the calibration factor of the losses in ``CALIBRATED_LOSSES`` when the caller has found it
+        (``calibration_factor``)."""
     if kind in CALIBRATED_LOSSES and factor is None:
         factor = calibration_factor(scores.detach(), targets)
     if kind == "calibrated":
@@ -57,13 +58,9 @@ def calibration_factor(scores: torch.Tensor, targets: torch.Tensor, start: float
     ``mean_i(Var_p[s_i])`` under p = softmax(a s_i); a Newton step never more than halves a. Scores that carry no
     ranking (a fresh student's) have their minimum at a = 0, hence the range. Each iteration is a softmax over all
     the scores: a student's factor drifts slowly, so starting from the previous one spares most of them."""
-    rows = torch.arange(len(scores), device=scores.device)
     factor = torch.tensor(start, dtype=scores.dtype, device=scores.device).clamp(*FACTOR_RANGE)
     for _ in range(iterations):
-        probs = torch.softmax(factor * scores, dim=-1)
-        mean = (probs * scores).sum(-1)
-        slope = (mean - scores[rows, targets]).mean()
-        curvature = (probs * (scores - mean[:, None]) ** 2).sum(-1).mean()
+        slope, curvature = _slope_and_curvature(scores, targets, factor)
         if curvature <= 0:
             break
         stepped = torch.maximum(factor - slope / curvature, factor / 2).clamp(*FACTOR_RANGE)
@@ -82,12 +79,17 @@ def following_factor(scores: torch.Tensor, targets: torch.Tensor, factor: torch.
     pinned and does not follow."""
     if not FACTOR_RANGE[0] < factor < FACTOR_RANGE[1]:
         return factor
-    rows = torch.arange(len(scores), device=scores.device)
+    slope, curvature = _slope_and_curvature(scores, targets, factor)
+    return factor - (slope - slope.detach()) / curvature.detach()
+
+
+def _slope_and_curvature(scores: torch.Tensor, targets: torch.Tensor, factor: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first and second derivatives of the mean cross-entropy of ``factor * scores`` with respect to the factor."""
     probs = torch.softmax(factor * scores, dim=-1)
     mean = (probs * scores).sum(-1)
-    slope = (mean - scores[rows, targets]).mean()
-    curvature = (probs * (scores - mean[:, None]) ** 2).sum(-1).mean()
-    return factor - (slope - slope.detach()) / curvature.detach()
+    slope = (mean - scores[torch.arange(len(scores), device=scores.device), targets]).mean()
+    return slope, (probs * (scores - mean[:, None]) ** 2).sum(-1).mean()
 
 
 def smooth_reciprocal_rank(candidates: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
