@@ -38,6 +38,8 @@ CHARTS = (
     Chart("reward", "charts/reward", "Reward (mean over the step's queries)", "reward"),
     Chart("selection_rate", "charts/selection_rate/", "Fraction of queries listening to each teacher",
           "selection rate"),
+    Chart("subset_credit", "charts/subset_credit/", "Mean credit the queries would earn from each teacher subset",
+          "credit"),
     Chart("student_loss", "student/loss", "Student's training loss", "loss"),
     Chart("valid_metrics", "student/valid_", "Student on valid", "%", marker="o"),
     Chart("agent_losses", "losses/", "Agent's losses", panels=True),

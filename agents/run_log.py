@@ -3,6 +3,8 @@
     charts/reward                    the step's reward (mean over its queries)
     charts/reward_running_mean       mean reward of the last ``window`` steps
     charts/selection_rate/<teacher>  fraction of the step's queries that listened to the teacher
+    charts/subset_credit/<subset>    mean credit the step's queries would have earned from the subset (teachers
+                                     joined by "+", or "none"), when the env reports them (``teacher_credits=True``)
     charts/selection_by_relation     figure: selection rate per relation (rows) and teacher (columns)
     student/loss                     the student's training loss on the step
     student/valid_mrr, student/valid_hits@k    the student's valid metrics, when the env evaluated it
@@ -17,6 +19,8 @@ from collections import deque
 import numpy as np
 from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
+
+from dsom_env.credits import subset_names
 
 TENSORBOARD_EVENTS = "tfevents"  # in the name of every TensorBoard event file
 
@@ -42,6 +46,7 @@ class RunLogger:
     ) -> None:
         self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
         self.teacher_names, self.relation_names = list(teacher_names), list(relation_names)
+        self.subset_names = subset_names(self.teacher_names)
         self.rewards: deque[float] = deque(maxlen=window)
         self.selected = np.zeros((len(self.relation_names), len(self.teacher_names)))  # since the last heatmap
         self.queries = np.zeros(len(self.relation_names))
@@ -53,6 +58,9 @@ class RunLogger:
         self.writer.add_scalar("charts/reward_running_mean", float(np.mean(self.rewards)), step)
         for name, rate in info["selection_rate"].items():
             self.writer.add_scalar(f"charts/selection_rate/{name}", rate, step)
+        if "subset_credits" in info:
+            for name, credit in zip(self.subset_names, np.mean(info["subset_credits"], axis=0)):
+                self.writer.add_scalar(f"charts/subset_credit/{name}", float(credit), step)
         self.writer.add_scalar("student/loss", info["student_loss"], step)
         if "valid_metrics" in info:
             self.log_valid(step, info["valid_metrics"])

@@ -16,6 +16,7 @@ from stable_baselines3 import PPO
 from agents.cli import main
 from agents.dsom_run import EpisodeTracker, RunConfig, run_dsom
 from agents.plot import read_run
+from agents.run_log import RunLogger
 from agents.sb3 import load_agent
 from dsom_env.env import TeacherCombinationEnv
 
@@ -121,3 +122,16 @@ def test_a_resumed_tracker_compares_with_the_restored_best_and_keeps_counting_ti
     assert tracker.wall_seconds() >= 100.0
     info = {"selection_rate": {"a": 1.0}, "valid_mrr": 29.0, "valid_metrics": {"mrr": 29.0}}
     assert tracker.observe(0.1, info) is False and tracker.stopped  # 29 < 30: no improvement, patience 1 spent
+
+
+def test_the_logger_writes_each_subsets_mean_credit_when_the_env_reports_them(tmp_path):
+    logger = RunLogger(tmp_path, ["a", "b"], ["r"])
+    base = {"selection_rate": {"a": 1.0, "b": 0.0}, "student_loss": 1.0}
+    logger.log_step(0, 0.5, {**base, "subset_credits": [[0.0, 1.0, 2.0, 3.0], [0.0, 3.0, -4.0, 5.0]]})
+    logger.log_step(1, 0.5, base)
+    logger.close()
+    scalars, _ = read_run(tmp_path)
+    credits = {tag.removeprefix("charts/subset_credit/"): values for tag, (steps, values) in scalars.items()
+               if tag.startswith("charts/subset_credit/")}
+    assert {name: list(values) for name, values in credits.items()} == {"none": [0.0], "a": [2.0], "b": [-1.0],
+                                                                          "a+b": [4.0]}
