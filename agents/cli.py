@@ -112,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     dsom.add_argument("--reinforce-estimator", choices=ESTIMATORS, default=ReinforceConfig.estimator,
                       help="REINFORCE's policy gradient: from the sampled choices, or the exact expectation over "
                            "every teacher subset's credit (needs the credit reward) (default: %(default)s)")
+    dsom.add_argument("--reinforce-initial-open", type=_open_probability, default=None, metavar="P",
+                      help="start REINFORCE's gates open with about probability P, e.g. 0.9 to start from every "
+                           "teacher and learn which to exclude (default: about 0.5)")
     dsom.add_argument("--teachers", default=None, help="comma-separated names (default: the dataset's whole zoo)")
     _add_teacher_table(dsom)
     dsom.add_argument("--logdir", default="runs", help="parent of the run folder (default: runs)")
@@ -235,7 +238,7 @@ def _dsom_train(args: argparse.Namespace) -> int:
         env_kwargs["credit_midpoint"] = True
     config = RunConfig(args.env, args.agent, args.seed, args.episodes, args.patience, env_kwargs,
                        ReinforceConfig(advantage=args.reinforce_advantage, baseline=args.reinforce_baseline,
-                                       estimator=args.reinforce_estimator))
+                                       estimator=args.reinforce_estimator, initial_open=args.reinforce_initial_open))
     run_dir = Path(args.run_dir or Path(args.logdir) / f"{args.env}-{args.agent}-seed{args.seed}")
     results = run_dsom(config, run_dir, args.overwrite, not args.no_progress)
     print(_metrics_table({"valid": results["valid"], "test": results["test"]}))
@@ -255,6 +258,13 @@ def _plot(args: argparse.Namespace) -> int:
 def _check_device(device: str) -> None:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: CUDA is not available here; use --device cpu")
+
+
+def _open_probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a probability strictly between 0 and 1, got {text}")
+    return value
 
 
 def _names(text: str | None) -> list[str] | None:

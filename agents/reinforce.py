@@ -32,6 +32,7 @@ by a lot (``benchmarks/reward_alignment.py``).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 
@@ -76,7 +77,9 @@ def subset_log_probs(logits: torch.Tensor) -> torch.Tensor:
 class ReinforceConfig:
     """Hyper-parameters of the agent. ``advantage`` and ``baseline`` shape the ``sampled`` estimator; the
     ``all-subsets`` estimator reads ``advantage`` only: ``sign`` weighs every query the same, ``scaled`` keeps the
-    margins between queries."""
+    margins between queries. ``initial_open`` starts every gate open with about that probability (the output
+    layer's bias set to its logit; None: PyTorch's initialisation, about 0.5): near 1, the agent starts from the
+    static all-teachers policy and learns which teachers to exclude."""
 
     hidden: int = 64
     learning_rate: float = 1e-3
@@ -85,9 +88,12 @@ class ReinforceConfig:
     advantage: str = "sign"
     baseline: str = "teachers"
     estimator: str = "sampled"
+    initial_open: float | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.initial_open is not None and not 0.0 < self.initial_open < 1.0:
+            raise ValueError(f"initial_open must be a probability strictly between 0 and 1, got {self.initial_open}")
         if self.advantage not in ADVANTAGES:
             raise ValueError(f"advantage must be one of {', '.join(ADVANTAGES)}, got {self.advantage!r}")
         if self.baseline not in BASELINES:
@@ -124,6 +130,9 @@ class ReinforceAgent:
         torch.manual_seed(config.seed)
         self.config, self.num_features, self.num_teachers = config, num_features, num_teachers
         self.policy = GatePolicy(num_features, num_teachers, config.hidden)
+        if config.initial_open is not None:
+            with torch.no_grad():
+                self.policy.net[-1].bias.fill_(math.log(config.initial_open / (1 - config.initial_open)))
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate)
         self.baseline = 0.0
         self.generator = torch.Generator().manual_seed(config.seed)  # the gates' draws, checkpointed with the agent

@@ -67,3 +67,19 @@ def test_train_passes_the_reward_options_to_the_env(tmp_path, monkeypatch):
     main(["train", "--env", "DSoM-Synthetic-v0", "--run-dir", str(tmp_path / "other")])
     assert seen[0]["heldout_loss"] == "calibrated" and seen[0]["credit_midpoint"] is True
     assert "heldout_loss" not in seen[1] and "credit_midpoint" not in seen[1]  # the env's defaults
+
+
+def test_train_passes_the_initial_gate_probability_to_reinforce_and_refuses_one_outside_0_1(tmp_path, monkeypatch,
+                                                                                                capsys):
+    seen = []
+
+    def record(config, *args, **kwargs):
+        seen.append(config.reinforce)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("agents.cli.run_dsom", record)
+    main(["train", "--env", "DSoM-Synthetic-v0", "--reinforce-initial-open", "0.9", "--run-dir", str(tmp_path / "a")])
+    assert seen[0].initial_open == 0.9
+    with pytest.raises(SystemExit):
+        main(["train", "--env", "DSoM-Synthetic-v0", "--reinforce-initial-open", "1", "--run-dir", str(tmp_path / "b")])
+    assert "--reinforce-initial-open: must be a probability strictly between 0 and 1, got 1" in capsys.readouterr().err

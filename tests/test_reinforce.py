@@ -140,3 +140,16 @@ def test_subset_log_probs_are_the_products_of_the_gates_probabilities():
             by_hand *= probs[:, k] if bit else 1 - probs[:, k]
         torch.testing.assert_close(log_pi[:, subset].exp(), by_hand)
     torch.testing.assert_close(log_pi.exp().sum(-1), torch.ones(5, dtype=torch.float64))
+
+
+def test_initial_open_starts_every_gate_open_with_about_that_probability():
+    observations = torch.randn(256, 3, generator=torch.Generator().manual_seed(0))
+    for initial_open in (0.1, 0.9):
+        with torch.no_grad():
+            probs = ReinforceAgent(3, 2, ReinforceConfig(initial_open=initial_open)).policy(observations).probs
+        assert abs(float(probs.mean()) - initial_open) < 0.05
+    with torch.no_grad():
+        default = ReinforceAgent(3, 2).policy(observations).probs
+    assert abs(float(default.mean()) - 0.5) < 0.15
+    with pytest.raises(ValueError, match="initial_open must be a probability"):
+        ReinforceConfig(initial_open=1.0)
