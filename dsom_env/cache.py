@@ -19,11 +19,24 @@ def default_cache_dir() -> Path:
 
 def check_resumable(path: str | os.PathLike, saved: dict, current: dict, may_change: tuple[str, ...], fix: str) -> None:
     """Refuse to resume from the checkpoint ``path`` when a setting outside ``may_change`` differs between its
-    ``saved`` configuration and the ``current`` one (a setting the checkpoint predates is not compared); ``fix`` ends
-    the message."""
-    changed = sorted(k for k in current if k in saved and saved[k] != current[k] and k not in may_change)
+    ``saved`` configuration and the ``current`` one (a setting the checkpoint predates, at any depth of nested
+    settings, is not compared); ``fix`` ends the message."""
+    changed = sorted(name for name in _differing(saved, current) if name not in may_change)
     if changed:
         raise ValueError(f"{path} was written with another configuration ({', '.join(changed)} differ); {fix}")
+
+
+def _differing(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """The dotted names of the settings of ``current`` that ``saved`` holds with another value."""
+    names = []
+    for key, value in current.items():
+        if key not in saved:
+            continue
+        if isinstance(value, dict) and isinstance(saved[key], dict):
+            names += _differing(saved[key], value, f"{prefix}{key}.")
+        elif saved[key] != value:
+            names.append(f"{prefix}{key}")
+    return names
 
 
 def atomic_save(payload: object, path: str | os.PathLike) -> None:
