@@ -17,8 +17,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import dsom_env  # noqa: F401  (registers the environments)
 from dsom_env.credits import subset_index
 from dsom_env.env import TeacherCombinationEnv
-from dsom_env.heldout import FACTOR_RANGE
-from dsom_env.heldout import heldout_loss as measured_loss
+from dsom_env.heldout import FACTOR_RANGE, heldout_loss as measured_loss
 from dsom_env.teachers import TeacherPool, missing_teachers
 from students.distill import DistillConfig, StaticDistillation, distillation_loss
 from students.complex import ComplEx
