@@ -93,7 +93,13 @@ def _parser() -> argparse.ArgumentParser:
                       f"queries (default: {RunConfig.episodes})")
     dsom.add_argument("--patience", type=int, default=RunConfig.patience,
                       help=f"episodes without a better valid MRR before stopping (default: {RunConfig.patience})")
+    dsom.add_argument("--warmup-episodes", type=int, default=RunConfig.warmup_episodes,
+                      help="first episodes with every teacher while the agent waits, neither acting nor learning "
+                           "(reinforce and fixed policies; default: %(default)s)")
     dsom.add_argument("--batch-size", type=int, default=None, help="queries per env step (default: the env's)")
+    for field in fields(DistillConfig):
+        dsom.add_argument(f"--{field.name}", type=float, default=None,
+                          help=f"{OPTION_HELP[field.name]} (default: the env's)")
     dsom.add_argument("--reward-mode", default=None, help="improvement, beneficial, heldout or credit "
                                                           "(default: the env's)")
     dsom.add_argument("--heldout-split", default=None, help="train or valid (default: the env's)")
@@ -228,7 +234,7 @@ def _dsom_train(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown env {args.env!r}; known: {', '.join(known)}")
     options = {"batch_size": args.batch_size, "reward_mode": args.reward_mode, "heldout_split": args.heldout_split,
                "heldout_loss": args.heldout_loss, "teachers": _names(args.teachers), "data_dir": args.data_dir,
-               "cache_dir": args.cache_dir}
+               "cache_dir": args.cache_dir, **{f.name: getattr(args, f.name) for f in fields(DistillConfig)}}
     env_kwargs = {key: value for key, value in options.items() if value is not None}
     if args.device != "cpu":
         env_kwargs["device"] = args.device
@@ -238,7 +244,8 @@ def _dsom_train(args: argparse.Namespace) -> int:
         env_kwargs["credit_midpoint"] = True
     config = RunConfig(args.env, args.agent, args.seed, args.episodes, args.patience, env_kwargs,
                        ReinforceConfig(advantage=args.reinforce_advantage, baseline=args.reinforce_baseline,
-                                       estimator=args.reinforce_estimator, initial_open=args.reinforce_initial_open))
+                                       estimator=args.reinforce_estimator, initial_open=args.reinforce_initial_open),
+                       args.warmup_episodes)
     run_dir = Path(args.run_dir or Path(args.logdir) / f"{args.env}-{args.agent}-seed{args.seed}")
     results = run_dsom(config, run_dir, args.overwrite, not args.no_progress)
     print(_metrics_table({"valid": results["valid"], "test": results["test"]}))

@@ -50,6 +50,9 @@ class RunConfig:
     :param patience: episodes without a better valid MRR before stopping.
     :param env_kwargs: keyword arguments of ``gym.make`` (batch size, reward mode, device, ...).
     :param reinforce: the REINFORCE agent's hyper-parameters.
+    :param warmup_episodes: the first episodes train the student with every teacher while the agent waits (it
+        neither acts nor learns): a fresh student's one-step credits favour the weak text teacher, a trained
+        student's rank the fixed choices as valid MRR does (README, Results). REINFORCE and fixed policies only.
     """
 
     env_id: str = "DSoM-MKGW-v0"
@@ -59,11 +62,17 @@ class RunConfig:
     patience: int = 5
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
+    warmup_episodes: int = 0
 
     def __post_init__(self) -> None:
         for name in ("episodes", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1 (--{name}), got {getattr(self, name)}")
+        if self.warmup_episodes < 0:
+            raise ValueError(f"warmup_episodes must be at least 0 (--warmup-episodes), got {self.warmup_episodes}")
+        if self.warmup_episodes and self.agent in SB3_AGENTS:
+            raise ValueError(f"warmup_episodes works with reinforce and the fixed policies, not {self.agent!r}: "
+                             "drop --warmup-episodes")
 
 
 def run_dsom(config: RunConfig, run_dir: str | os.PathLike, overwrite: bool = False, progress: bool = True) -> dict:
@@ -99,13 +108,15 @@ def run_dsom(config: RunConfig, run_dir: str | os.PathLike, overwrite: bool = Fa
             _learn_sb3(config, env, tracker, logger, saved, save_checkpoint)
         else:
             agent = _fixed_or_reinforce(config, base)
+            everyone = fixed_policy("all", base.teacher_names, base.batch_size)
             observation, _ = env.reset(seed=config.seed)
             if saved is not None:
                 base.load_training_state(saved["env"])
                 agent.load_state_dict(saved["agent"])
                 observation, _ = env.reset()
             while tracker.state["episode"] < config.episodes and not tracker.stopped:
-                _episode(env, agent, observation, logger, tracker, progress)
+                warming_up = tracker.state["episode"] < config.warmup_episodes
+                _episode(env, everyone if warming_up else agent, observation, logger, tracker, progress)
                 save_checkpoint(agent.state_dict())  # before the next pass draws its order
                 observation, _ = env.reset()
     finally:

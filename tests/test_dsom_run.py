@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from dataclasses import replace
 from types import SimpleNamespace
 from unittest.mock import patch
 
@@ -135,3 +136,34 @@ def test_the_logger_writes_each_subsets_mean_credit_when_the_env_reports_them(tm
                if tag.startswith("charts/subset_credit/")}
     assert {name: list(values) for name, values in credits.items()} == {"none": [0.0], "a": [2.0], "b": [-1.0],
                                                                           "a+b": [4.0]}
+
+
+def test_warmup_episodes_train_with_every_teacher_before_the_agent_chooses(planted_cache, tmp_path):
+    everyone = run_dsom(config(planted_cache, agent="all", episodes=2), tmp_path / "all", progress=False)
+    warmed = run_dsom(replace(config(planted_cache, episodes=2), warmup_episodes=1), tmp_path / "warm", progress=False)
+    waited = run_dsom(replace(config(planted_cache, episodes=2), warmup_episodes=2), tmp_path / "wait", progress=False)
+
+    assert waited["history"] == everyone["history"] and waited["test"] == everyone["test"]
+    assert warmed["history"][0] == everyone["history"][0]
+    assert set(warmed["history"][1]["selection_rate"].values()) != {1.0}  # the agent acts from the second episode
+
+
+def test_warmup_episodes_are_refused_where_they_cannot_apply(planted_cache, tmp_path, capsys):
+    with pytest.raises(ValueError, match="warmup_episodes works with reinforce and the fixed policies, not 'ppo'"):
+        replace(config(planted_cache, agent="ppo"), warmup_episodes=1)
+    assert main(["train", "--env", "DSoM-Synthetic-v0", "--warmup-episodes", "-1", "--run-dir", str(tmp_path)]) == 2
+    assert "warmup_episodes must be at least 0 (--warmup-episodes), got -1" in capsys.readouterr().err
+
+
+def test_the_distillation_weights_reach_the_env(planted_cache, tmp_path):
+    """gamma = 0 weighs the distillation term out: every teacher then trains the student as no teacher does."""
+    common = ["train", "--env", "DSoM-Synthetic-v0", "--episodes", "1", "--batch-size", "256", "--cache-dir",
+              str(planted_cache), "--no-progress"]
+    for agent in ("all", "none"):
+        assert main([*common, "--agent", agent, "--gamma", "0", "--run-dir", str(tmp_path / agent)]) == 0
+    everyone, no_one = (json.loads((tmp_path / agent / "results.json").read_text()) for agent in ("all", "none"))
+    assert everyone["config"]["env_kwargs"]["gamma"] == 0.0
+    assert everyone["valid"]["mrr"] == pytest.approx(no_one["valid"]["mrr"], abs=1e-6)
+    main([*common, "--agent", "all", "--run-dir", str(tmp_path / "distilled")])
+    distilled = json.loads((tmp_path / "distilled" / "results.json").read_text())
+    assert distilled["valid"]["mrr"] != pytest.approx(no_one["valid"]["mrr"], abs=1e-3)
