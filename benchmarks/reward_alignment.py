@@ -1,8 +1,8 @@
 """Does the env's reward rank the teacher choices as valid MRR does?
 
 An agent learns from the env's reward; the run is judged on valid MRR. For two students of a benchmark env (a fresh
-one after ``--warmup`` steps with every teacher, and a trained one: the last checkpoint of a plain ``dsom student
-train`` run, ``--student-run``), each fixed choice (no teacher, each teacher alone, all) takes ``--steps`` env steps
+one after ``--warmup`` steps with every teacher, and a trained one: the last checkpoint of a ``dsom student train``
+run, plain or distilled, ``--student-run``), each fixed choice (no teacher, each teacher alone, all) takes ``--steps`` env steps
 from the same state on the same batches, for every query. Per choice: the env's mean reward over those steps (what
 the agent sees), the share of queries whose reward beats REINFORCE's teachers baseline, the mean of the credits of
 no teacher and of each teacher alone (what REINFORCE's sign advantage sees), the choice's mean advantage under
@@ -71,7 +71,7 @@ def probe_parser(description: str, name: str) -> argparse.ArgumentParser:
     the held-out loss, where its gradient is taken and the output."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--env", default="DSoM-MKGW-v0", help="a registered benchmark env")
-    parser.add_argument("--student-run", required=True, help="a plain `dsom student train` run folder")
+    parser.add_argument("--student-run", required=True, help="a `dsom student train` run folder, plain or distilled")
     parser.add_argument("--warmup", type=int, default=20, help="steps with every teacher before the fresh probe")
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset (default: $DSOM_DATA_DIR)")
     parser.add_argument("--cache-dir", default=None, help="features and teachers (default: $DSOM_CACHE_DIR)")
@@ -102,7 +102,7 @@ def results_path(name: str, args: argparse.Namespace) -> str:
 
 def probe_students(env, student_run: str, warmup: int) -> dict[str, dict]:
     """The two students probed, as env training states by label: a fresh one after ``warmup`` steps with every
-    teacher, and the last checkpoint of the plain ``dsom student train`` run in ``student_run``."""
+    teacher, and the last checkpoint of the ``dsom student train`` run in ``student_run``."""
     checkpoint_path = Path(student_run) / "checkpoints" / "last.pt"
     if not checkpoint_path.is_file():
         raise SystemExit(f"--student-run: no {checkpoint_path}; give the folder of a `dsom student train` run")
@@ -115,7 +115,7 @@ def probe_students(env, student_run: str, warmup: int) -> dict[str, dict]:
     trained_state = {**fresh, "student": trained["model"], "optimizer": trained["optimizer"], "best_student": None,
                      "best_valid_mrr": float("-inf")}
     return {f"fresh, after {warmup} steps with every teacher": fresh,
-            f"trained plain, epoch {trained['state']['epoch']} of {student_run}": trained_state}
+            f"trained, epoch {trained['state']['epoch']} of {student_run}": trained_state}
 
 
 def _choices(env) -> list[tuple[str, list[int]]]:
