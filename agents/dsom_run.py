@@ -51,8 +51,8 @@ class RunConfig:
     :param env_kwargs: keyword arguments of ``gym.make`` (batch size, reward mode, device, ...).
     :param reinforce: the REINFORCE agent's hyper-parameters.
     :param warmup_episodes: the first episodes train the student with every teacher while the agent waits (it
-        neither acts nor learns): a fresh student's one-step credits favour the weak text teacher, a trained
-        student's rank the fixed choices as valid MRR does (README, Results). REINFORCE and fixed policies only.
+        neither acts nor learns), so that the agent's credits are read on a trained student rather than a fresh
+        one, whose credits favour the weak text teacher (README, Results). REINFORCE and fixed policies only.
     """
 
     env_id: str = "DSoM-MKGW-v0"
