@@ -4,11 +4,11 @@ An agent learns from the env's reward; the run is judged on valid MRR. For two s
 one after ``--warmup`` steps with every teacher, and a trained one: the last checkpoint of a ``dsom student train``
 run, plain or distilled, ``--student-run``), each fixed choice (no teacher, each teacher alone, all) takes
 ``--steps`` env steps from the same state on the same batches, for every query. Per choice: the env's mean reward
-over those steps (what the agent sees), the share of queries whose reward beats REINFORCE's teachers baseline, the mean of the credits of
-no teacher and of each teacher alone (what REINFORCE's sign advantage sees), the choice's mean advantage under
-REINFORCE's ``all-subsets`` estimator (each query's credit for it against those of every subset, over their
-spread), the drop of the student's hard-label cross-entropy on ``--heldout`` fixed valid queries, and the valid MRR
-after the steps. Writes ``benchmarks/results/reward_alignment_<ENV>.json``.
+over those steps (what the agent sees), the share of queries whose reward beats REINFORCE's teachers baseline, the
+mean of the credits of no teacher and of each teacher alone (what REINFORCE's sign advantage sees), the choice's
+mean advantage under REINFORCE's ``all-subsets`` estimator (each query's credit for it against those of every
+subset, over their spread), the drop of the student's hard-label cross-entropy on ``--heldout`` fixed valid queries,
+and the valid MRR after the steps. Writes ``benchmarks/results/reward_alignment_<ENV>.json``.
 
     python benchmarks/reward_alignment.py --data-dir ../shared/datasets \\
         --student-run benchmarks/runs/distill_MKG-W/plain-seed0
