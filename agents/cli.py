@@ -97,9 +97,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="first episodes with every teacher while the agent waits, neither acting nor learning "
                            "(reinforce and fixed policies; default: %(default)s)")
     dsom.add_argument("--batch-size", type=int, default=None, help="queries per env step (default: the env's)")
-    for field in fields(DistillConfig):
-        dsom.add_argument(f"--{field.name}", type=float, default=None,
-                          help=f"{OPTION_HELP[field.name]} (default: the env's)")
+    _add_fields(dsom, DistillConfig, owner="the env's")
     dsom.add_argument("--reward-mode", default=None, help="improvement, beneficial, heldout or credit "
                                                           "(default: the env's)")
     dsom.add_argument("--heldout-split", default=None, help="train or valid (default: the env's)")
@@ -162,13 +160,14 @@ OPTION_HELP = {
 }
 
 
-def _add_fields(parser: argparse.ArgumentParser, config_type: type) -> None:
-    """One option per field of a configuration dataclass, typed and defaulted like the field."""
+def _add_fields(parser: argparse.ArgumentParser, config_type: type, owner: str | None = None) -> None:
+    """One option per field of a configuration dataclass, typed and defaulted like the field; with ``owner``, an
+    option left out is None and ``owner`` (named in the help) keeps its own default."""
     defaults = config_type()
     for field in fields(config_type):
         value = getattr(defaults, field.name)
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(value), default=value,
-                            help=f"{OPTION_HELP[field.name]} (default: {value})")
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(value), default=None if owner else value,
+                            help=f"{OPTION_HELP[field.name]} (default: {owner or value})")
 
 
 def _add_runtime(parser: argparse.ArgumentParser) -> None:
