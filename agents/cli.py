@@ -72,10 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     student = commands.add_parser("student", help="the ComplEx student").add_subparsers(required=True, metavar="{train}")
     train = student.add_parser("train", help="train and evaluate the ComplEx student, plain or distilled")
     _add_dataset(train)
-    _add_fields(train, TrainConfig)
+    add_config_options(train, TrainConfig)
     train.add_argument("--distill", default=None,
                        help="distil from these teachers: 'all' or comma-separated names (default: plain student)")
-    _add_fields(train, DistillConfig)
+    add_config_options(train, DistillConfig)
     _add_teacher_table(train)
     train.add_argument("--run-dir", default=None,
                        help="checkpoints and results.json (default: runs/student-DATASET[-TEACHERS]-seedSEED); "
@@ -97,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="first episodes with every teacher while the agent waits, neither acting nor learning "
                            "(reinforce and fixed policies; default: %(default)s)")
     dsom.add_argument("--batch-size", type=int, default=None, help="queries per env step (default: the env's)")
-    _add_fields(dsom, DistillConfig, owner="the env's")
+    add_config_options(dsom, DistillConfig, owner="the env's")
     dsom.add_argument("--reward-mode", default=None, help="improvement, beneficial, heldout or credit "
                                                           "(default: the env's)")
     dsom.add_argument("--heldout-split", default=None, help="train or valid (default: the env's)")
@@ -160,7 +160,7 @@ OPTION_HELP = {
 }
 
 
-def _add_fields(parser: argparse.ArgumentParser, config_type: type, owner: str | None = None) -> None:
+def add_config_options(parser: argparse.ArgumentParser, config_type: type, owner: str | None = None) -> None:
     """One option per field of a configuration dataclass, typed and defaulted like the field; with ``owner``, an
     option left out is None and ``owner`` (named in the help) keeps its own default."""
     defaults = config_type()
@@ -168,6 +168,11 @@ def _add_fields(parser: argparse.ArgumentParser, config_type: type, owner: str |
         value = getattr(defaults, field.name)
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(value), default=None if owner else value,
                             help=f"{OPTION_HELP[field.name]} (default: {owner or value})")
+
+
+def config_options(args: argparse.Namespace, config_type: type) -> dict:
+    """The values of the options ``add_config_options`` made for ``config_type``, by field name."""
+    return {field.name: getattr(args, field.name) for field in fields(config_type)}
 
 
 def _add_runtime(parser: argparse.ArgumentParser) -> None:
@@ -214,8 +219,8 @@ def _teachers_train(args: argparse.Namespace) -> int:
 
 def _student_train(args: argparse.Namespace) -> int:
     _check_device(args.device)
-    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-    distill = DistillConfig(**{f.name: getattr(args, f.name) for f in fields(DistillConfig)})
+    config = TrainConfig(**config_options(args, TrainConfig))
+    distill = DistillConfig(**config_options(args, DistillConfig))
     dataset = dataset_by_name(args.dataset, args.data_dir)
     label = "" if args.distill is None else f"-{args.distill.replace(',', '+')}"
     run_dir = Path(args.run_dir or f"runs/student-{args.dataset}{label}-seed{config.seed}")
@@ -233,7 +238,7 @@ def _dsom_train(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown env {args.env!r}; known: {', '.join(known)}")
     options = {"batch_size": args.batch_size, "reward_mode": args.reward_mode, "heldout_split": args.heldout_split,
                "heldout_loss": args.heldout_loss, "teachers": _names(args.teachers), "data_dir": args.data_dir,
-               "cache_dir": args.cache_dir, **{f.name: getattr(args, f.name) for f in fields(DistillConfig)}}
+               "cache_dir": args.cache_dir, **config_options(args, DistillConfig)}
     env_kwargs = {key: value for key, value in options.items() if value is not None}
     if args.device != "cpu":
         env_kwargs["device"] = args.device

@@ -26,6 +26,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from agents.cli import add_config_options, config_options
 from agents.student_run import run_student
 from dsom_env.cache import atomic_write_text
 from dsom_env.data import DATASETS, SYNTHETIC, dataset_by_name
@@ -58,8 +59,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", default=None, help="features and teachers (default: $DSOM_CACHE_DIR)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--grid", action="store_true", help="choose the distillation weights on valid among GRID")
-    for name, default in asdict(DistillConfig()).items():
-        parser.add_argument(f"--{name}", type=float, default=default, help=f"distillation {name} (default {default})")
+    add_config_options(parser, DistillConfig)
     parser.add_argument("--n3-weight", type=float, default=TrainConfig().n3_weight, help="the distilled student's N3")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--run-dir", default=None, help="default: benchmarks/runs/distill_DATASET")
@@ -101,7 +101,7 @@ def main() -> None:
                 "epochs_run": results["epochs_run"],
                 "train_seconds": sum(record["seconds"] for record in results["history"])}
 
-    distill = DistillConfig(args.tau, args.alpha, args.beta, args.gamma)
+    distill = DistillConfig(**config_options(args, DistillConfig))
     student = replace(base, n3_weight=args.n3_weight)
     grid = []
     if args.grid:
