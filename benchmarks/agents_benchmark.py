@@ -28,7 +28,7 @@ from agents.reinforce import ReinforceConfig
 from dsom_env.cache import atomic_write_text
 from dsom_env.data import dataset_by_name
 from dsom_env.teachers import teacher_zoo, train_teachers
-from spread import spread
+from spread import mean_and_spread, spread
 
 REFERENCES = ("all", "none")  # the fixed policies every learned agent is compared with
 REINFORCE_VARIANTS = {"reinforce-all-subsets": ReinforceConfig(estimator="all-subsets")}
@@ -76,7 +76,7 @@ def main() -> None:
     atomic_write_text(json.dumps(report, indent=2) + "\n", args.output or f"benchmarks/results/agents_{args.env}.json")
     for agent, figures in test_mrr.items():
         lift = "  ".join(f"{name.replace('_', ' ')} {value:+.2f}" for name, value in lifts[agent].items())
-        print(f"{agent:<12} test MRR {figures['mean']:6.2f} ± {figures['std']:.2f}   {lift}")
+        print(f"{agent:<12} test MRR {mean_and_spread(figures)}   {lift}")
 
 
 def _config(args: argparse.Namespace, agent: str, seed: int, env_kwargs: dict) -> RunConfig:

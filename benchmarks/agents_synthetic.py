@@ -26,7 +26,7 @@ import torch
 from agents.dsom_run import RunConfig, planted_match, run_dsom
 from agents.reinforce import ReinforceAgent, ReinforceConfig
 from dsom_env.cache import atomic_write_text
-from spread import spread
+from spread import mean_and_spread, spread
 
 CREDIT = {"reward_mode": "credit", "heldout_split": "valid"}
 RUNNING = ReinforceConfig(baseline="running")
@@ -84,7 +84,7 @@ def main() -> None:
     atomic_write_text(json.dumps(report, indent=2) + "\n", args.output)
     for name, figures in summary.items():
         deterministic = figures.get("planted_match_deterministic", {}).get("mean")
-        print(f"{name:<24} test MRR {figures['test_mrr']['mean']:6.2f} ± {figures['test_mrr']['std']:.2f}   planted "
+        print(f"{name:<24} test MRR {mean_and_spread(figures['test_mrr'])}   planted "
               f"match {figures['planted_match_last_episode']['mean']:.2f}" +
               ("" if deterministic is None else f" (deterministic {deterministic:.2f})"))
 

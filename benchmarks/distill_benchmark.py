@@ -33,7 +33,7 @@ from dsom_env.data import DATASETS, SYNTHETIC, dataset_by_name
 from dsom_env.teachers import teacher_zoo, train_teachers
 from students.distill import DistillConfig
 from students.train import TrainConfig
-from spread import spread
+from spread import mean_and_spread, spread
 
 # Candidates for the distillation weights, each a change from the defaults (student N3 included: distillation
 # regularises the student, so its best N3 weight may be lower than the plain student's). Alpha and beta weigh the
@@ -142,8 +142,8 @@ def main() -> None:
         atomic_write_text(json.dumps(report, indent=2) + "\n", output)
     for row in teachers:
         print(f"teacher {row['teacher']:<14} valid MRR {row['valid']['mrr']:.2f}  test MRR {row['test']['mrr']:.2f}")
-    print(f"test MRR over seeds {args.seeds}: plain {summary['plain']['mean']:.2f} ± {summary['plain']['std']:.2f}, "
-          f"all teachers {summary['all_teachers']['mean']:.2f} ± {summary['all_teachers']['std']:.2f}")
+    print(f"test MRR over seeds {args.seeds}: plain {mean_and_spread(summary['plain'])}, "
+          f"all teachers {mean_and_spread(summary['all_teachers'])}")
 
 
 def _settings(config: TrainConfig) -> dict:

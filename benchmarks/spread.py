@@ -5,7 +5,14 @@ from __future__ import annotations
 import statistics
 
 
-def spread(values: list[float]) -> dict[str, float]:
-    """Mean, sample std (0 for a single value), min and max of ``values``."""
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+def spread(values: list[float]) -> dict[str, float | None]:
+    """Mean, sample std (None for a single value, which has no spread), min and max of ``values``."""
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
             "min": min(values), "max": max(values)}
+
+
+def mean_and_spread(figures: dict[str, float | None]) -> str:
+    """``spread``'s figures as printed: ``36.72 ± 0.14``, or ``36.72 (one run)`` where there is no spread."""
+    if figures["std"] is None:
+        return f"{figures['mean']:.2f} (one run)"
+    return f"{figures['mean']:.2f} ± {figures['std']:.2f}"
