@@ -12,7 +12,8 @@ def spread(values: list[float]) -> dict[str, float | None]:
 
 
 def mean_and_spread(figures: dict[str, float | None]) -> str:
-    """``spread``'s figures as printed: ``36.72 ± 0.14``, or ``36.72 (one run)`` where there is no spread."""
+    """``spread``'s figures as printed, the mean six characters wide to keep columns: ``36.72 ± 0.14``,
+    or ``36.72 (one run)`` where there is no spread."""
     if figures["std"] is None:
-        return f"{figures['mean']:.2f} (one run)"
-    return f"{figures['mean']:.2f} ± {figures['std']:.2f}"
+        return f"{figures['mean']:6.2f} (one run)"
+    return f"{figures['mean']:6.2f} ± {figures['std']:.2f}"
