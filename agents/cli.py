@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="benchmark datasets").add_subparsers(required=True, metavar="{info,download}")
     info = data.add_parser("info", help="print a dataset's counts")
     info.add_argument("dataset", choices=[*DATASETS, SYNTHETIC], metavar="DATASET")
-    _add_data_dir(info)
+    add_data_dir(info)
     info.set_defaults(run=_data_info)
     download = data.add_parser("download", help="fetch a dataset's files from their public upstream")
     download.add_argument("dataset", choices=list(DATASETS), metavar="DATASET")
@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     dsom.add_argument("--run-dir", default=None, help="the run folder (default: LOGDIR/ENV-AGENT-seedSEED); an "
                                                       "interrupted run in it resumes")
     dsom.add_argument("--overwrite", action="store_true", help="replace a finished run in the run folder")
-    _add_data_dir(dsom)
+    add_data_dir(dsom)
     _add_runtime(dsom)
     dsom.set_defaults(run=_dsom_train)
 
@@ -139,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
 def _add_dataset(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="MKG-W", choices=[*DATASETS, SYNTHETIC], metavar="DATASET",
                         help=f"one of {', '.join([*DATASETS, SYNTHETIC])} (default: MKG-W)")
-    _add_data_dir(parser)
+    add_data_dir(parser)
 
 
 OPTION_HELP = {
@@ -175,10 +175,25 @@ def config_options(args: argparse.Namespace, config_type: type) -> dict:
     return {field.name: getattr(args, field.name) for field in fields(config_type)}
 
 
-def _add_runtime(parser: argparse.ArgumentParser) -> None:
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir``, where the dataset folders are; shared with the benchmark scripts."""
+    parser.add_argument("--data-dir", default=None, help="folder holding the dataset folders (default: $DSOM_DATA_DIR)")
+
+
+def add_cache_dir(parser: argparse.ArgumentParser) -> None:
+    """``--cache-dir``, where features and trained teachers are kept; shared with the benchmark scripts."""
     parser.add_argument("--cache-dir", default=None, help="features and teachers (default: $DSOM_CACHE_DIR or "
                                                           "~/.cache/dsom)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    """``--device``; shared with the benchmark scripts."""
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+
+
+def _add_runtime(parser: argparse.ArgumentParser) -> None:
+    add_cache_dir(parser)
+    add_device(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -187,10 +202,6 @@ def _add_teacher_table(parser: argparse.ArgumentParser) -> None:
                         help="compute the teachers' soft labels (student train) or logits (dsom train) at every step "
                              "instead of once for all training queries; saves their memory: on MKG-W 2.2 GB for the "
                              "soft labels, 6.6 GB for the zoo's logits")
-
-
-def _add_data_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", default=None, help="folder holding the dataset folders (default: $DSOM_DATA_DIR)")
 
 
 def _data_info(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import gymnasium as gym
 
+from agents.cli import add_cache_dir, add_data_dir, add_device
 from agents.dsom_run import RunConfig, run_dsom
 from agents.reinforce import ReinforceConfig
 from dsom_env.cache import atomic_write_text
@@ -42,9 +43,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--episodes", type=int, default=RunConfig.episodes)
     parser.add_argument("--patience", type=int, default=RunConfig.patience)
-    parser.add_argument("--data-dir", default=None, help="folder holding the dataset (default: $DSOM_DATA_DIR)")
-    parser.add_argument("--cache-dir", default=None, help="features and teachers (default: $DSOM_CACHE_DIR)")
-    parser.add_argument("--device", default="cpu")
+    add_data_dir(parser)
+    add_cache_dir(parser)
+    add_device(parser)
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
     parser.add_argument("--run-dir", default=None, help="default: benchmarks/runs/agents_ENV")
     parser.add_argument("--output", default=None, help="default: benchmarks/results/agents_ENV.json")

@@ -23,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from agents.cli import add_cache_dir
 from agents.dsom_run import RunConfig, planted_match, run_dsom
 from agents.reinforce import ReinforceAgent, ReinforceConfig
 from dsom_env.cache import atomic_write_text
@@ -49,7 +50,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--agents", nargs="+", choices=AGENTS, default=list(AGENTS), help="default: all of them")
     parser.add_argument("--episodes", type=int, default=40)
-    parser.add_argument("--cache-dir", default=None, help="the synthetic teachers (default: $DSOM_CACHE_DIR)")
+    add_cache_dir(parser)
     parser.add_argument("--run-dir", default="benchmarks/runs/agents_synthetic")
     parser.add_argument("--output", default="benchmarks/results/agents_synthetic.json")
     args = parser.parse_args()

@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from agents.cli import add_config_options, config_options
+from agents.cli import add_cache_dir, add_config_options, add_data_dir, add_device, config_options
 from agents.student_run import run_student
 from dsom_env.cache import atomic_write_text
 from dsom_env.data import DATASETS, SYNTHETIC, dataset_by_name
@@ -55,13 +55,13 @@ GRID = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="MKG-W", choices=[*DATASETS, SYNTHETIC])
-    parser.add_argument("--data-dir", default=None, help="folder holding the dataset (default: $DSOM_DATA_DIR)")
-    parser.add_argument("--cache-dir", default=None, help="features and teachers (default: $DSOM_CACHE_DIR)")
+    add_data_dir(parser)
+    add_cache_dir(parser)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--grid", action="store_true", help="choose the distillation weights on valid among GRID")
     add_config_options(parser, DistillConfig)
     parser.add_argument("--n3-weight", type=float, default=TrainConfig().n3_weight, help="the distilled student's N3")
-    parser.add_argument("--device", default="cpu")
+    add_device(parser)
     parser.add_argument("--run-dir", default=None, help="default: benchmarks/runs/distill_DATASET")
     parser.add_argument("--output", default=None, help="default: benchmarks/results/distill_DATASET.json")
     parser.add_argument("--recorded", default=None,

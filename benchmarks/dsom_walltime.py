@@ -17,6 +17,7 @@ import shlex
 import sys
 import tempfile
 
+from agents.cli import add_cache_dir
 from agents.dsom_run import RunConfig, run_dsom
 from dsom_env.cache import atomic_write_text
 from dsom_env.data import SYNTHETIC, dataset_by_name
@@ -29,7 +30,7 @@ from timing import best_times
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--cache-dir", default=None, help="the synthetic teachers (default: $DSOM_CACHE_DIR)")
+    add_cache_dir(parser)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", default="benchmarks/results/dsom_walltime.json")
     args = parser.parse_args()

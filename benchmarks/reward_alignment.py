@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 import dsom_env  # noqa: F401  (registers the environments)
+from agents.cli import add_cache_dir, add_data_dir, add_device
 from agents.reinforce import subset_advantages, teachers_baseline
 from dsom_env.cache import atomic_write_text
 from dsom_env.heldout import HELDOUT_LOSSES
@@ -73,9 +74,9 @@ def probe_parser(description: str, name: str) -> argparse.ArgumentParser:
     parser.add_argument("--env", default="DSoM-MKGW-v0", help="a registered benchmark env")
     parser.add_argument("--student-run", required=True, help="a `dsom student train` run folder, plain or distilled")
     parser.add_argument("--warmup", type=int, default=20, help="steps with every teacher before the fresh probe")
-    parser.add_argument("--data-dir", default=None, help="folder holding the dataset (default: $DSOM_DATA_DIR)")
-    parser.add_argument("--cache-dir", default=None, help="features and teachers (default: $DSOM_CACHE_DIR)")
-    parser.add_argument("--device", default="cpu")
+    add_data_dir(parser)
+    add_cache_dir(parser)
+    add_device(parser)
     parser.add_argument("--heldout-loss", default="cross-entropy", choices=HELDOUT_LOSSES,
                         help="what the credit's held-out batch measures (the env's heldout_loss)")
     parser.add_argument("--credit-midpoint", action="store_true",

@@ -21,6 +21,7 @@ import sys
 import torch
 from torch.nn import functional as F
 
+from agents.cli import add_data_dir
 from dsom_env.cache import atomic_write_text
 from dsom_env.data import KGDataset, load_dataset
 from students.evaluate import MAX_SCORES, rank_queries
@@ -76,7 +77,7 @@ def training_timings(dataset: KGDataset, rank: int, repeats: int) -> dict[str, f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None, help="folder holding MKG-W/ (default: $DSOM_DATA_DIR)")
+    add_data_dir(parser)
     parser.add_argument("--rank", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", default="benchmarks/results/speed.json")

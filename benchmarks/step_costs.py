@@ -27,6 +27,7 @@ from functools import partial
 import numpy as np
 import torch
 
+from agents.cli import add_data_dir
 from dsom_env.cache import atomic_write_text
 from dsom_env.data import load_dataset
 from dsom_env.env import REWARD_MODES, TeacherCombinationEnv
@@ -43,7 +44,7 @@ TEXT_DIM = 384
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None, help="folder holding MKG-W/ (default: $DSOM_DATA_DIR)")
+    add_data_dir(parser)
     parser.add_argument("--rank", type=int, default=512, help="rank of the student and of each teacher model")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=5)

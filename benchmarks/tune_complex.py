@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from agents.cli import add_data_dir, add_device
 from dsom_env.cache import atomic_write_text
 from dsom_env.data import load_dataset
 from students.evaluate import evaluate
@@ -46,13 +47,13 @@ def config_name(config: TrainConfig) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None, help="folder holding MKG-W/ (default: $DSOM_DATA_DIR)")
+    add_data_dir(parser)
     parser.add_argument("--run-dir", default="benchmarks/runs/complex_mkgw", help="checkpoints and per-run results")
     parser.add_argument("--output", default="benchmarks/results/complex_mkgw.json")
     parser.add_argument("--configs", type=int, nargs="*", help="indices into the grid (default: all)")
     parser.add_argument("--max-epochs", type=int, default=40)
     parser.add_argument("--patience", type=int, default=5)
-    parser.add_argument("--device", default="cpu")
+    add_device(parser)
     args = parser.parse_args()
 
     dataset = load_dataset("MKG-W", args.data_dir)

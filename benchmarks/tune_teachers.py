@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import asdict, replace
 
+from agents.cli import add_cache_dir, add_data_dir, add_device
 from dsom_env.cache import atomic_write_text
 from dsom_env.data import DATASETS, load_dataset
 from dsom_env.teachers import build_teacher, teacher_zoo
@@ -30,10 +31,10 @@ CHANGES = [{}, {"n3_weight": 0.1}, {"n3_weight": 0.2}, {"n3_weight": 0.02}, {"le
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="MKG-W", choices=list(DATASETS))
-    parser.add_argument("--data-dir", default=None, help="folder holding the dataset (default: $DSOM_DATA_DIR)")
-    parser.add_argument("--cache-dir", default=None, help="text features (default: $DSOM_CACHE_DIR)")
+    add_data_dir(parser)
+    add_cache_dir(parser)
     parser.add_argument("--teachers", nargs="*", default=None, help="zoo names (default: all)")
-    parser.add_argument("--device", default="cpu")
+    add_device(parser)
     parser.add_argument("--output", default=None, help="default: benchmarks/results/teachers_DATASET.json")
     args = parser.parse_args()
 
