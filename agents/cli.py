@@ -25,6 +25,7 @@ from agents.reinforce import ADVANTAGES, BASELINES, ESTIMATORS, ReinforceConfig
 from agents.student_run import run_student
 from dsom_env.data import DATASETS, SYNTHETIC, DatasetError, dataset_by_name
 from dsom_env.download import DownloadError
+from dsom_env.env import CREDIT_DIRECTIONS
 from dsom_env.heldout import HELDOUT_LOSSES
 from dsom_env.teachers import select_specs, teacher_zoo, train_teachers
 from students.distill import DistillConfig
@@ -106,6 +107,15 @@ def _parser() -> argparse.ArgumentParser:
     dsom.add_argument("--credit-midpoint", action="store_true",
                       help="take the credit reward's held-out gradient at the middle of the student's step "
                            "(second-order accurate) instead of at its start")
+    dsom.add_argument("--credit-direction", default=None, choices=CREDIT_DIRECTIONS,
+                      help="what the credit reward prices a query's term by: the student's next step, or its "
+                           "influence over the rest of training (the held-out gradient through the damped inverse "
+                           "curvature; default: the env's, step)")
+    dsom.add_argument("--influence-damping", type=float, default=None,
+                      help="damping of the influence direction, a multiple of the curvature along the held-out "
+                           "gradient (default: the env's, 1)")
+    dsom.add_argument("--influence-every", type=int, default=None,
+                      help="steps between solves of the influence direction (default: the env's, 1)")
     dsom.add_argument("--reinforce-baseline", choices=BASELINES, default=ReinforceConfig.baseline,
                       help="what REINFORCE compares a query's reward with: the credits of each teacher alone and of "
                            "none (needs the credit reward), or a running mean (default: %(default)s)")
@@ -248,7 +258,8 @@ def _dsom_train(args: argparse.Namespace) -> int:
         known = sorted(env_id for env_id in gym.registry if env_id.startswith("DSoM-"))
         raise ValueError(f"unknown env {args.env!r}; known: {', '.join(known)}")
     options = {"batch_size": args.batch_size, "reward_mode": args.reward_mode, "heldout_split": args.heldout_split,
-               "heldout_loss": args.heldout_loss, "teachers": _names(args.teachers), "data_dir": args.data_dir,
+               "heldout_loss": args.heldout_loss, "credit_direction": args.credit_direction,
+               "influence_damping": args.influence_damping, "influence_every": args.influence_every, "teachers": _names(args.teachers), "data_dir": args.data_dir,
                "cache_dir": args.cache_dir, **config_options(args, DistillConfig)}
     env_kwargs = {key: value for key, value in options.items() if value is not None}
     if args.device != "cpu":

@@ -2,10 +2,11 @@
 
 For each seed, a DSoM run (``dsom train --env DSoM-Synthetic-v0``) per agent: REINFORCE under two reward designs
 and, with the default reward, its variants (the defaults: the teachers baseline and the sign advantage; a running
-mean as the baseline; advantages scaled by their spread; the exact expectation over all subsets), PPO and A2C with
-the default reward, and the fixed policies all, random and none. Reports each student's test MRR
-(the best-valid student, tested once), how often the sampled choices of the last episode were the planted best
-subset, and for REINFORCE how often its deterministic choices are, over one more pass from the final checkpoint.
+mean as the baseline; advantages scaled by their spread; the exact expectation over all subsets; the credit along
+the influence direction instead of the next step), PPO and A2C with the default reward, and the fixed policies all,
+random and none. Reports each student's test MRR (the best-valid student, tested once), how often the sampled
+choices of the last episode were the planted best subset, and for REINFORCE how often its deterministic choices
+are, over one more pass from the final checkpoint.
 Finished runs are read back, so the benchmark resumes. Writes ``benchmarks/results/agents_synthetic.json``.
 
     python benchmarks/agents_synthetic.py
@@ -37,6 +38,7 @@ AGENTS = {  # name: agent, env keyword arguments, REINFORCE's hyper-parameters
     "reinforce-credit-running": ("reinforce", CREDIT, RUNNING),
     "reinforce-credit-scaled": ("reinforce", CREDIT, ReinforceConfig(advantage="scaled")),
     "reinforce-credit-all-subsets": ("reinforce", CREDIT, ReinforceConfig(estimator="all-subsets")),
+    "reinforce-credit-influence": ("reinforce", {**CREDIT, "credit_direction": "influence"}, ReinforceConfig()),
     "ppo-credit-valid": ("ppo", CREDIT, None),
     "a2c-credit-valid": ("a2c", CREDIT, None),
     "all": ("all", {}, None),

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from dsom_env.credits import subset_credits
 from dsom_env.heldout import CALIBRATED_LOSSES, HELDOUT_LOSSES, calibration_factor, heldout_loss
+from dsom_env.influence import influence_direction
 from dsom_env.data import SYNTHETIC, KGDataset, dataset_by_name
 from dsom_env.teachers import TeacherPool, missing_teachers
 from students.distill import DistillConfig, row_dot, distillation_loss
@@ -23,6 +24,8 @@ from students.evaluate import evaluate
 from students.train import OPTIMIZERS, TrainConfig, build_student, step_scale
 
 REWARD_MODES = ("improvement", "beneficial", "heldout", "credit")
+CREDIT_DIRECTIONS = ("step", "influence")
+INFLUENCE_ITERATIONS = 10  # conjugate-gradient steps per solve of the influence direction
 EMBEDDING_FEATURES = 8  # random unit directions each embedding is projected on
 
 
@@ -65,6 +68,11 @@ class TeacherCombinationEnv(gym.Env):
     included. A first-order credit overrates a choice whose large step is only loosely aligned with the held-out
     gradient: on MKG-W it rated the text teacher alone 2.2 times as high as all three teachers for a trained student,
     while the step it takes lowered the held-out cross-entropy no more than all three's did.
+    ``credit_direction="influence"`` prices each query's term over the rest of training instead of the next step:
+    the same share along ``(H + lambda I)^-1 grad(L)``, the held-out gradient through the damped inverse curvature of
+    the training loss (``dsom_env.influence``), which weighs most the directions training barely constrains, where a
+    student drifts once a teacher stops holding it. The one-step credit of a teacher whose soft labels the student has
+    already learnt is near 0, however much dropping it would cost over the following epochs.
     Held-out batches come from ``heldout_split``: ``valid`` (default) or ``train`` (other training queries). The
     teachers have fitted the training queries, so on ``train`` a teacher that memorised them looks helpful
     everywhere; ``valid`` measures what transfers, at the price of the valid split also steering training (test
@@ -119,6 +127,14 @@ class TeacherCombinationEnv(gym.Env):
         ``info["teacher_credits"]`` (in closed form: one softmax and one dot product per teacher and step).
     :param credit_midpoint: with the ``credit`` reward, take the held-out gradient at the middle of the student's
         step (second-order accurate; costs a copy of the weights).
+    :param credit_direction: with the ``credit`` reward, ``step`` (the optimiser's next step) or ``influence`` (the
+        long-run direction above; a plain ComplEx student, without ``credit_midpoint``).
+    :param influence_damping: lambda of the influence direction as a multiple of the curvature along grad(L): large
+        values tend to the plain held-out gradient, small ones to the full inverse.
+    :param influence_every: steps between solves of the influence direction (``INFLUENCE_ITERATIONS`` forward and
+        backward passes over ``batch_size`` training queries each). A direction kept for several steps goes stale
+        while the student moves fast: on the planted KG, kept for 10 steps from a fresh student, it rated the
+        planted helpful teachers no better than the misleading ones over the first 20 steps.
     :param eval_every: steps between valid evaluations (0: never).
     :param data_dir, cache_dir: where the data is and where features and teachers are cached.
     :param synthetic_seed: seed of the synthetic KG.
@@ -153,6 +169,9 @@ class TeacherCombinationEnv(gym.Env):
         heldout_loss: str = "cross-entropy",
         teacher_credits: bool = False,
         credit_midpoint: bool = False,
+        credit_direction: str = "step",
+        influence_damping: float = 1.0,
+        influence_every: int = 1,
         eval_every: int = 0,
         data_dir: str | os.PathLike | None = None,
         cache_dir: str | os.PathLike | None = None,
@@ -173,6 +192,14 @@ class TeacherCombinationEnv(gym.Env):
             raise ValueError(f"heldout_loss={heldout_loss!r} needs reward_mode='credit', got {reward_mode!r}")
         if credit_midpoint and reward_mode != "credit":
             raise ValueError(f"credit_midpoint needs reward_mode='credit', got {reward_mode!r}")
+        if credit_direction not in CREDIT_DIRECTIONS:
+            raise ValueError(f"unknown credit_direction {credit_direction!r}; known: {', '.join(CREDIT_DIRECTIONS)}")
+        if credit_direction != "step" and (reward_mode != "credit" or credit_midpoint):
+            raise ValueError(f"credit_direction={credit_direction!r} needs reward_mode='credit' without "
+                             f"credit_midpoint, got reward_mode={reward_mode!r}, credit_midpoint={credit_midpoint}")
+        if influence_damping <= 0 or influence_every < 1:
+            raise ValueError(f"influence_damping must be positive and influence_every at least 1, got "
+                             f"{influence_damping} and {influence_every}")
         if heldout_split not in ("train", "valid"):
             raise ValueError(f"heldout_split must be 'train' or 'valid', got {heldout_split!r}")
         if batch_size < 1:
@@ -191,6 +218,9 @@ class TeacherCombinationEnv(gym.Env):
                 f"{name} ({reason})" for name, reason in self.missing_teachers.items()))
         self.batch_size, self.reward_mode, self.eval_every = batch_size, reward_mode, eval_every
         self.teacher_credits, self.heldout_loss, self.credit_midpoint = teacher_credits, heldout_loss, credit_midpoint
+        self.credit_direction, self.influence_damping, self.influence_every = (credit_direction, influence_damping,
+                                                                                influence_every)
+        self.influence: tuple[torch.Tensor, torch.Tensor] | None = None  # the influence direction, while fresh
         self.student_config = TrainConfig(rank=student_rank, learning_rate=learning_rate, optimizer=optimizer,
                                           n3_weight=n3_weight, batch_size=batch_size)
         self.distill = DistillConfig(tau=tau, alpha=alpha, beta=beta, gamma=gamma)
@@ -229,6 +259,7 @@ class TeacherCombinationEnv(gym.Env):
             self.generator = torch.Generator().manual_seed(student_seed)
             self.steps_done, self.drop_baseline, self.calibration = 0, 0.0, 1.0
             self.best_student_state, self.best_valid_mrr = None, float("-inf")
+            self.influence = None
         order = torch.randperm(len(self.train_queries), generator=self.generator).to(self.device)
         self.batches = [b for b in order.split(self.batch_size) if len(b) == self.batch_size]
         self.batch_index = 0
@@ -251,7 +282,8 @@ class TeacherCombinationEnv(gym.Env):
             (loss_grads,) = torch.autograd.grad(losses.sum(), scores, retain_graph=True)
             self.optimizer.zero_grad(set_to_none=True)
             torch.autograd.backward([scores, regulariser], [loss_grads / len(batch), None])
-            score_change = self._heldout_score_change()
+            score_change = (self._heldout_score_change() if self.credit_direction == "step"
+                            else self._influence_score_change())
             query_rewards = self._credit(scores, loss_grads, score_change) * selection.any(dim=1)
             if self.teacher_credits:
                 credits = subset_credits(scores.detach(), teacher_logits, score_change, self.neighbours,
@@ -311,6 +343,7 @@ class TeacherCombinationEnv(gym.Env):
         self.generator.set_state(state["generator"])
         self.steps_done, self.drop_baseline = state["steps_done"], state["drop_baseline"]
         self.best_student_state, self.best_valid_mrr = state["best_student"], state["best_valid_mrr"]
+        self.influence = None  # solved afresh at the next step
 
     @property
     def steps_per_episode(self) -> int:
@@ -393,19 +426,43 @@ class TeacherCombinationEnv(gym.Env):
                 start = [weight.clone() for weight in weights]
                 for weight, scale in zip(weights, scales):
                     weight.sub_(0.5 * scale * weight.grad)
-        heldout = self.heldout_batch()
-        scores, factor = self.student(heldout), None
-        if self.heldout_loss in CALIBRATED_LOSSES:
-            factor = calibration_factor(scores.detach(), heldout[:, 2], start=self.calibration)
-            self.calibration = factor.item()
-        loss = heldout_loss(scores, heldout[:, 2], self.heldout_loss, factor)
-        heldout_grads = torch.autograd.grad(loss, weights)
+        heldout_grads = self._heldout_gradient(weights)
         with torch.no_grad():
             if self.credit_midpoint:
                 for weight, saved in zip(weights, start):
                     weight.copy_(saved)
             entity_step, relation_step = (scale * grad for scale, grad in zip(scales, heldout_grads))
             return self.student.score_change(self.batch, entity_step, relation_step)
+
+    def _heldout_gradient(self, weights: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """The gradient of the held-out loss (``heldout_loss``) of a fresh held-out batch with respect to ``weights``."""
+        heldout = self.heldout_batch()
+        scores, factor = self.student(heldout), None
+        if self.heldout_loss in CALIBRATED_LOSSES:
+            factor = calibration_factor(scores.detach(), heldout[:, 2], start=self.calibration)
+            self.calibration = factor.item()
+        return torch.autograd.grad(heldout_loss(scores, heldout[:, 2], self.heldout_loss, factor), weights)
+
+    def _influence_score_change(self) -> torch.Tensor:
+        """[B, E] the batch's scores' change along the influence direction ``(H + lambda I)^-1 grad(L)``
+        (``dsom_env.influence``), solved on a fresh held-out batch and ``batch_size`` random training queries every
+        ``influence_every`` steps and kept between solves (a solve costs ``INFLUENCE_ITERATIONS`` forward-backward
+        passes). Its length is set so that a move along it lowers L, to first order, as much as the optimiser's step
+        along grad(L) would: the credits keep the one-step credit's scale whatever the damping and the curvature
+        (near 0 for a fresh student, whose embeddings start near 0), and only their direction differs. Call it between the step's backward and
+        ``optimizer.step()``, as :meth:`_heldout_score_change`."""
+        if self.influence is None or self.steps_done % self.influence_every == 0:
+            weights = [self.student.entity.weight, self.student.relation.weight]
+            heldout_grads = self._heldout_gradient(weights)
+            picks = torch.randint(len(self.train_queries), (self.batch_size,), generator=self.generator)
+            direction = influence_direction(self.student, self.train_queries[picks.to(self.device)], heldout_grads,
+                                            self.influence_damping, INFLUENCE_ITERATIONS)
+            with torch.no_grad():  # scaled to lower L to first order as much as the optimiser's step along grad(L)
+                step_drop = sum((step_scale(self.optimizer, w) * g * g).sum() for w, g in zip(weights, heldout_grads))
+                direction_drop = sum((v * g).sum() for v, g in zip(direction, heldout_grads))
+                self.influence = tuple(v * (step_drop / direction_drop) for v in direction)
+        with torch.no_grad():
+            return self.student.score_change(self.batch, *self.influence)
 
     @torch.no_grad()
     def _credit(self, scores: torch.Tensor, loss_grads: torch.Tensor, score_change: torch.Tensor) -> torch.Tensor:

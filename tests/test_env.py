@@ -16,7 +16,8 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import dsom_env  # noqa: F401  (registers the environments)
 from dsom_env.credits import subset_index
-from dsom_env.env import TeacherCombinationEnv
+from dsom_env.env import INFLUENCE_ITERATIONS, TeacherCombinationEnv
+from dsom_env.influence import influence_direction
 from dsom_env.heldout import FACTOR_RANGE, heldout_loss as measured_loss
 from dsom_env.teachers import TeacherPool, missing_teachers
 from students.distill import DistillConfig, StaticDistillation, distillation_loss
@@ -83,9 +84,12 @@ def test_choosing_every_teacher_is_the_static_all_teacher_step(env):
         torch.testing.assert_close(got, want)
 
 
-@pytest.mark.parametrize("reward_mode", ["improvement", "beneficial", "heldout", "credit"])
-def test_the_planted_helpful_subset_earns_more_than_the_misleading_one(planted_cache, reward_mode):
-    env = TeacherCombinationEnv(batch_size=128, reward_mode=reward_mode, cache_dir=planted_cache, progress=False)
+@pytest.mark.parametrize("reward_mode, credit_direction", [("improvement", "step"), ("beneficial", "step"),
+                                                            ("heldout", "step"), ("credit", "step"),
+                                                            ("credit", "influence")])
+def test_the_planted_helpful_subset_earns_more_than_the_misleading_one(planted_cache, reward_mode, credit_direction):
+    env = TeacherCombinationEnv(batch_size=128, reward_mode=reward_mode, credit_direction=credit_direction,
+                                cache_dir=planted_cache, progress=False)
     view_of_relation = env.dataset.planted["relation_view"]
     first_planted = env.teacher_names.index("planted-0")
 
@@ -177,11 +181,62 @@ def test_credit_is_each_querys_share_of_the_heldout_drop(planted_cache, heldout_
     np.testing.assert_allclose(rewards, expected, rtol=1e-3, atol=1e-4 * max(map(abs, expected)))
 
 
-def test_every_query_earned_the_credit_its_subset_is_reported_with(planted_cache):
+def test_the_influence_credit_is_each_querys_share_along_the_influence_direction(planted_cache):
+    """Brute force after 30 steps: per query, ``grad(KD_b) . v / B`` from its own loss, one query at a time, with v
+    the influence direction (``test_influence`` checks it against dense matrices) solved on the held-out batch and
+    then the training sample that the env's generator draws next, scaled so that ``g . v = g . (c * g)`` for the
+    held-out gradient g and Adagrad's step scale c of the step; the direction is kept for ``influence_every``
+    steps."""
+    env = TeacherCombinationEnv(batch_size=8, credit_direction="influence", influence_damping=0.5, influence_every=3,
+                                cache_dir=planted_cache, progress=False)
+    env.reset(seed=2)
+    everyone = np.ones((8, 3), dtype=np.int8)
+    for _ in range(30):
+        env.step(everyone)
+    assert env.steps_done % 3 == 0  # the next step solves afresh
+    action = np.random.default_rng(0).integers(0, 2, (8, 3)).astype(np.int8)
+    student = copy.deepcopy(env.student)
+    squares = [env.optimizer.state[weight]["sum"].clone() for weight in env.student.parameters()]
+    batch, teachers = env.batch.clone(), env.teacher_logits.clone()
+    draws = torch.Generator().set_state(env.generator.get_state())
+    rewards = env.step(action)[4]["query_rewards"]
+    kept = env.influence
+    env.step(action)
+    assert env.influence is kept
+
+    heldout = env.heldout_queries[torch.randint(len(env.heldout_queries), (8,), generator=draws)]
+    sample = env.train_queries[torch.randint(len(env.train_queries), (8,), generator=draws)]
+    weights = [student.entity.weight, student.relation.weight]
+    heldout_grads = torch.autograd.grad(F.cross_entropy(student(heldout), heldout[:, 2]), weights)
+    direction = influence_direction(student, sample, heldout_grads, 0.5, INFLUENCE_ITERATIONS)
+    step_loss = distillation_loss(student(batch), batch[:, 2], teachers, torch.as_tensor(action, dtype=torch.bool),
+                                  env.dataset.neighbour_index.gather(batch[:, 0]), env.distill.tau, env.distill.alpha,
+                                  env.distill.beta, env.distill.gamma).mean()
+    step_grads = torch.autograd.grad(step_loss + env.student_config.n3_weight * student.n3(batch), weights)
+    eps = env.optimizer.defaults["eps"]
+    scales = [env.student_config.learning_rate / ((s + g**2).sqrt() + eps) for s, g in zip(squares, step_grads)]
+    step_drop = sum((c * h * h).sum() for c, h in zip(scales, heldout_grads))
+    direction = [v * step_drop / sum((u * h).sum() for u, h in zip(direction, heldout_grads)) for v in direction]
+    expected = []
+    for b in range(8):
+        query, selection = batch[b:b + 1], torch.as_tensor(action[b:b + 1], dtype=torch.bool)
+        scores = student(query)
+        distilled = distillation_loss(scores, query[:, 2], teachers[:, b:b + 1], selection,
+                                      env.dataset.neighbour_index.gather(query[:, 0]), env.distill.tau,
+                                      env.distill.alpha, env.distill.beta, env.distill.gamma)
+        kd = (distilled - F.cross_entropy(scores, query[:, 2], reduction="none")).sum()
+        grads = torch.autograd.grad(kd, weights, allow_unused=True)
+        expected.append(float(sum((g * v).sum() for g, v in zip(grads, direction) if g is not None)) / 8)
+    np.testing.assert_allclose(rewards, expected, rtol=1e-3, atol=1e-4 * max(map(abs, expected)))
+
+
+@pytest.mark.parametrize("credit_direction", ["step", "influence"])
+def test_every_query_earned_the_credit_its_subset_is_reported_with(planted_cache, credit_direction):
     """On the same step (same held-out batch and optimiser step), each query's reward, from autograd through the
     step's loss, is the column of its chosen subset in the closed-form ``subset_credits``; ``teacher_credits`` are
     the columns of each teacher alone."""
-    env = TeacherCombinationEnv(batch_size=64, teacher_credits=True, cache_dir=planted_cache, progress=False)
+    env = TeacherCombinationEnv(batch_size=64, teacher_credits=True, credit_direction=credit_direction,
+                                cache_dir=planted_cache, progress=False)
     env.reset(seed=5)
     action = np.random.default_rng(1).integers(0, 2, (64, 3)).astype(np.int8)
     info = env.step(action)[4]
@@ -230,6 +285,14 @@ def test_bad_input_is_refused(env, planted_cache):
         TeacherCombinationEnv(reward_mode="loss", cache_dir=planted_cache, progress=False)
     with pytest.raises(ValueError, match="teacher_credits needs reward_mode='credit'"):
         TeacherCombinationEnv(reward_mode="improvement", teacher_credits=True, cache_dir=planted_cache, progress=False)
+    with pytest.raises(ValueError, match="unknown credit_direction 'future'"):
+        TeacherCombinationEnv(credit_direction="future", cache_dir=planted_cache, progress=False)
+    with pytest.raises(ValueError, match="credit_direction='influence' needs reward_mode='credit' without"):
+        TeacherCombinationEnv(credit_direction="influence", credit_midpoint=True, cache_dir=planted_cache,
+                              progress=False)
+    with pytest.raises(ValueError, match="influence_damping must be positive"):
+        TeacherCombinationEnv(credit_direction="influence", influence_damping=0, cache_dir=planted_cache,
+                              progress=False)
     with pytest.raises(TypeError, match="unexpected keyword argument 'batchsize'"):
         gym.make("DSoM-Synthetic-v0", batchsize=8)
 
