@@ -449,8 +449,8 @@ class TeacherCombinationEnv(gym.Env):
         ``influence_every`` steps and kept between solves (a solve costs ``INFLUENCE_ITERATIONS`` forward-backward
         passes). Its length is set so that a move along it lowers L, to first order, as much as the optimiser's step
         along grad(L) would: the credits keep the one-step credit's scale whatever the damping and the curvature
-        (near 0 for a fresh student, whose embeddings start near 0), and only their direction differs. Call it between the step's backward and
-        ``optimizer.step()``, as :meth:`_heldout_score_change`."""
+        (near 0 for a fresh student, whose embeddings start near 0), and only their direction differs. Call it
+        between the step's backward and ``optimizer.step()``, as :meth:`_heldout_score_change`."""
         if self.influence is None or self.steps_done % self.influence_every == 0:
             weights = [self.student.entity.weight, self.student.relation.weight]
             heldout_grads = self._heldout_gradient(weights)
