@@ -259,7 +259,8 @@ def _dsom_train(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown env {args.env!r}; known: {', '.join(known)}")
     options = {"batch_size": args.batch_size, "reward_mode": args.reward_mode, "heldout_split": args.heldout_split,
                "heldout_loss": args.heldout_loss, "credit_direction": args.credit_direction,
-               "influence_damping": args.influence_damping, "influence_every": args.influence_every, "teachers": _names(args.teachers), "data_dir": args.data_dir,
+               "influence_damping": args.influence_damping, "influence_every": args.influence_every,
+               "teachers": _names(args.teachers), "data_dir": args.data_dir,
                "cache_dir": args.cache_dir, **config_options(args, DistillConfig)}
     env_kwargs = {key: value for key, value in options.items() if value is not None}
     if args.device != "cpu":

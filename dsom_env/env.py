@@ -435,7 +435,7 @@ class TeacherCombinationEnv(gym.Env):
             return self.student.score_change(self.batch, entity_step, relation_step)
 
     def _heldout_gradient(self, weights: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        """The gradient of the held-out loss (``heldout_loss``) of a fresh held-out batch with respect to ``weights``."""
+        """The gradient of a fresh held-out batch's loss (``heldout_loss``) with respect to ``weights``."""
         heldout = self.heldout_batch()
         scores, factor = self.student(heldout), None
         if self.heldout_loss in CALIBRATED_LOSSES:
