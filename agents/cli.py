@@ -116,6 +116,8 @@ def _parser() -> argparse.ArgumentParser:
                            "gradient (default: the env's, 1)")
     dsom.add_argument("--influence-every", type=int, default=None,
                       help="steps between solves of the influence direction (default: the env's, 1)")
+    dsom.add_argument("--influence-iterations", type=int, default=None,
+                      help="conjugate-gradient steps per solve of the influence direction (default: the env's, 10)")
     dsom.add_argument("--reinforce-baseline", choices=BASELINES, default=ReinforceConfig.baseline,
                       help="what REINFORCE compares a query's reward with: the credits of each teacher alone and of "
                            "none (needs the credit reward), or a running mean (default: %(default)s)")
@@ -260,6 +262,7 @@ def _dsom_train(args: argparse.Namespace) -> int:
     options = {"batch_size": args.batch_size, "reward_mode": args.reward_mode, "heldout_split": args.heldout_split,
                "heldout_loss": args.heldout_loss, "credit_direction": args.credit_direction,
                "influence_damping": args.influence_damping, "influence_every": args.influence_every,
+               "influence_iterations": args.influence_iterations,
                "teachers": _names(args.teachers), "data_dir": args.data_dir,
                "cache_dir": args.cache_dir, **config_options(args, DistillConfig)}
     env_kwargs = {key: value for key, value in options.items() if value is not None}

@@ -66,11 +66,11 @@ def test_train_passes_the_reward_options_to_the_env(tmp_path, monkeypatch):
           str(tmp_path / "run")])
     main(["train", "--env", "DSoM-Synthetic-v0", "--run-dir", str(tmp_path / "other")])
     main(["train", "--env", "DSoM-Synthetic-v0", "--credit-direction", "influence", "--influence-damping", "0.1",
-          "--influence-every", "5", "--run-dir", str(tmp_path / "influence")])
+          "--influence-every", "5", "--influence-iterations", "4", "--run-dir", str(tmp_path / "influence")])
     assert seen[0]["heldout_loss"] == "calibrated" and seen[0]["credit_midpoint"] is True
     assert not {"heldout_loss", "credit_midpoint", "credit_direction", "influence_damping"} & set(seen[1])  # defaults
-    assert (seen[2]["credit_direction"], seen[2]["influence_damping"], seen[2]["influence_every"]) == (
-        "influence", 0.1, 5)
+    assert [seen[2][key] for key in ("credit_direction", "influence_damping", "influence_every",
+                                     "influence_iterations")] == ["influence", 0.1, 5, 4]
 
 
 def test_train_passes_the_initial_gate_probability_to_reinforce_and_refuses_one_outside_0_1(tmp_path, monkeypatch,
