@@ -127,7 +127,8 @@ class TeacherCombinationEnv(gym.Env):
     :param credit_midpoint: with the ``credit`` reward, take the held-out gradient at the middle of the student's
         step (second-order accurate; costs a copy of the weights).
     :param credit_direction: with the ``credit`` reward, ``step`` (the optimiser's next step) or ``influence`` (the
-        long-run direction above; a plain ComplEx student, without ``credit_midpoint``).
+        long-run direction above; a plain ComplEx student, without ``credit_midpoint``). On MKG-W with the text
+        teacher alone, REINFORCE's drift onto text came later along it and came all the same (README, Results).
     :param influence_damping: lambda of the influence direction as a multiple of the curvature along grad(L): large
         values tend to the plain held-out gradient, small ones to the full inverse.
     :param influence_every: steps between solves of the influence direction (``influence_iterations`` forward and
