@@ -452,9 +452,9 @@ class TeacherCombinationEnv(gym.Env):
         ``influence_every`` steps and kept between solves (a solve costs ``influence_iterations`` forward-backward
         passes). Its length is set so that a move along it lowers L, to first order, as much as a plain gradient step
         of the student's learning rate would, whatever the damping and the curvature (near 0 for a fresh student,
-        whose embeddings start near 0). Scaling it as Adagrad's step instead gave credits 1e4 times the one-step
-        credit's early in a run on MKG-W: the step's factor is huge on weights whose accumulated squares are still
-        tiny, which the influence direction does not share."""
+        whose embeddings start near 0). Scaled as Adagrad's step instead, its mean credit over a first episode on
+        MKG-W was about 1e4 times the one-step credit's (-0.11 against 1.3e-5): Adagrad's factor is largest on
+        weights whose accumulated squares are still small, which the influence direction need not share."""
         if self.influence is None or self.steps_done % self.influence_every == 0:
             weights = [self.student.entity.weight, self.student.relation.weight]
             heldout_grads = self._heldout_gradient(weights)
