@@ -128,7 +128,8 @@ class TeacherCombinationEnv(gym.Env):
         step (second-order accurate; costs a copy of the weights).
     :param credit_direction: with the ``credit`` reward, ``step`` (the optimiser's next step) or ``influence`` (the
         long-run direction above; a plain ComplEx student, without ``credit_midpoint``). On MKG-W with the text
-        teacher alone, REINFORCE's drift onto text came later along it and came all the same (README, Results).
+        teacher alone, REINFORCE's drift onto text came later along it and came all the same; with the exact
+        expected-credit gradient text stayed at 19% to 38% of the queries over three passes (README, Results).
     :param influence_damping: lambda of the influence direction as a multiple of the curvature along grad(L): large
         values tend to the plain held-out gradient, small ones to the full inverse.
     :param influence_every: steps between solves of the influence direction (``influence_iterations`` forward and
