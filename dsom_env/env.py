@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from dsom_env.credits import subset_credits
 from dsom_env.heldout import CALIBRATED_LOSSES, HELDOUT_LOSSES, calibration_factor, heldout_loss
-from dsom_env.influence import influence_direction
+from dsom_env.influence import dot, influence_direction
 from dsom_env.data import SYNTHETIC, KGDataset, dataset_by_name
 from dsom_env.teachers import TeacherPool, missing_teachers
 from students.distill import DistillConfig, row_dot, distillation_loss
@@ -463,9 +463,8 @@ class TeacherCombinationEnv(gym.Env):
             direction = influence_direction(self.student, self.train_queries[picks.to(self.device)], heldout_grads,
                                             self.influence_damping, self.influence_iterations)
             with torch.no_grad():  # scaled to lower L to first order as much as a gradient step on it would
-                step_drop = self.student_config.learning_rate * sum((g * g).sum() for g in heldout_grads)
-                direction_drop = sum((v * g).sum() for v, g in zip(direction, heldout_grads))
-                self.influence = tuple(v * (step_drop / direction_drop) for v in direction)
+                step_drop = self.student_config.learning_rate * dot(heldout_grads, heldout_grads)
+                self.influence = tuple(v * (step_drop / dot(direction, heldout_grads)) for v in direction)
         with torch.no_grad():
             return self.student.score_change(self.batch, *self.influence)
 

@@ -23,7 +23,8 @@ import torch
 Vector = tuple[torch.Tensor, ...]  # one tensor per weight: a point of the weights' space
 
 
-def _dot(left: Vector, right: Vector) -> torch.Tensor:
+def dot(left: Sequence[torch.Tensor], right: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The dot product of two points of the weights' space."""
     return sum((a * b).sum() for a, b in zip(left, right))
 
 
@@ -60,16 +61,16 @@ def conjugate_gradient(product: Callable[[Vector], Vector], target: Vector, iter
     times the target's norm)."""
     solution = tuple(torch.zeros_like(t) for t in target)
     residual, direction = target, target
-    residual_norm = _dot(residual, residual)
+    residual_norm = dot(residual, residual)
     stop = tolerance**2 * residual_norm
     for _ in range(iterations):
         if residual_norm <= stop:
             break
         applied = product(direction)
-        step = residual_norm / _dot(direction, applied)
+        step = residual_norm / dot(direction, applied)
         solution = _combine(solution, step, direction)
         residual = _combine(residual, -step, applied)
-        new_norm = _dot(residual, residual)
+        new_norm = dot(residual, residual)
         direction = _combine(residual, new_norm / residual_norm, direction)
         residual_norm = new_norm
     return solution
@@ -82,5 +83,5 @@ def influence_direction(student: torch.nn.Module, train_queries: torch.Tensor, h
     along g times ``damping``: large damping gives back g's own direction, small damping the full inverse."""
     curvature = GaussNewton(student, train_queries)
     target = tuple(g.detach() for g in heldout_gradient)
-    lam = damping * _dot(target, curvature(target)) / _dot(target, target).clamp(min=torch.finfo(target[0].dtype).tiny)
+    lam = damping * dot(target, curvature(target)) / dot(target, target).clamp(min=torch.finfo(target[0].dtype).tiny)
     return conjugate_gradient(lambda v: _combine(curvature(v), lam, v), target, iterations)
